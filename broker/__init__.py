@@ -1,0 +1,1 @@
+"""hive-broker: durable messaging between operator, manager and agents."""

@@ -1,0 +1,1 @@
+"""hive-c0re: desired state in git, reconcile loop, approvals, admin, dashboard."""

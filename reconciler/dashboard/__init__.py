@@ -1,0 +1,1 @@
+"""The :7000 dashboard and the operator-facing proxy."""

@@ -1,0 +1,1 @@
+"""Runtime backends: process (bwrap), nspawn, nixos-container."""
