@@ -59,3 +59,4 @@ tree=.build/typecheck/hyperhive
 rm -rf .build/typecheck && mkdir -p "$tree"
 for f in hyperhive/*; do ln -s "../../../$f" "$tree/"; done
 for svc in broker reconciler harness; do ln -s "../../../$svc" "$tree/$svc"; done
+ln -s "../../../desired-state" "$tree/desired_state"

@@ -1,0 +1,1 @@
+"""Packaged desired-state data: agent.schema.json and the default hm1nd agent."""
