@@ -13,8 +13,9 @@ Implementations: ``process`` (bwrap sandbox, the local default), ``nspawn``
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from hyperhive.errors import HiveError
@@ -79,6 +80,20 @@ class Action:
 
     def __str__(self) -> str:
         return f"{self.kind.value} {self.name}"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How c0re configures whichever runtime it runs (each module has ``make(paths, options)``)."""
+
+    #: Credentials passed to every agent (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, CLAUDE_CODE_*).
+    agent_env: Mapping[str, str] = field(default_factory=dict)
+    #: Replaces the harness command (``hive-ag3nt serve`` / ``hive-m1nd serve``), e.g. in tests.
+    agent_command: Sequence[str] | None = None
+    #: Run agents without bwrap when it is missing (process runtime only; says so in status).
+    unsafe_no_sandbox: bool = False
+    #: The hyperhive source tree the nixos-container runtime's per-agent flakes take as input.
+    package_source: Path | None = None
 
 
 class RuntimeFailure(HiveError):
