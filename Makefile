@@ -18,7 +18,7 @@ lint:
 	$(VENV)/ruff format --check .
 
 typecheck:
-	$(VENV)/mypy .build/typecheck/hyperhive tests bench
+	$(VENV)/mypy .build/typecheck/hyperhive tests $(wildcard bench/*.py)
 	cd .build/typecheck && ../../$(VENV)/lint-imports ../../pyproject.toml
 
 pytest:
