@@ -1,0 +1,326 @@
+"""Mailboxes, leases and wake-ups: the broker's domain, on top of the writer.
+
+The disk holds messages; memory holds what is cheap to rebuild and must be
+fast: each open mailbox's ready ids (a heap, oldest first) and the leases
+handed out by ``recv``. A restart rebuilds the ready heaps from the
+``messages_pending`` index and starts with no leases — every unacked message
+is ready again, and a voided lease does not count as a failed delivery.
+
+Wake-up is pushed: when a commit makes a message ready, the mailbox's
+waiters (long-polling ``recv`` calls) are woken at once; nobody polls sqlite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+
+from hyperhive.broker import store
+from hyperhive.broker.errors import Conflict, NotFound, ShuttingDown
+from hyperhive.broker.settings import BrokerSettings
+from hyperhive.broker.writer import Writer
+
+from hyperhive.clock import Clock
+from hyperhive.names import MANAGER_MAILBOX, OPERATOR
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Lease:
+    message_id: int
+    mailbox: str
+    expires_at: float
+    #: Set while an ack, nack or expiry of this lease is being committed.
+    settling: bool = False
+
+
+@dataclass
+class Mailbox:
+    name: str
+    ready: list[int] = field(default_factory=list)
+    queued: set[int] = field(default_factory=set)
+    waiters: set[asyncio.Future[None]] = field(default_factory=set)
+
+    def push(self, mid: int) -> None:
+        if mid not in self.queued:
+            self.queued.add(mid)
+            heapq.heappush(self.ready, mid)
+        self.wake()
+
+    def pop(self) -> int | None:
+        while self.ready:
+            mid = heapq.heappop(self.ready)
+            if mid in self.queued:
+                self.queued.discard(mid)
+                return mid
+        return None
+
+    def wake(self) -> None:
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self.waiters.clear()
+
+
+class Mailroom:
+    def __init__(
+        self,
+        writer: Writer,
+        reader: sqlite3.Connection,
+        clock: Clock,
+        settings: BrokerSettings,
+    ) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.clock = clock
+        self.settings = settings
+        self.boxes: dict[str, Mailbox] = {}
+        self.leases: dict[int, Lease] = {}
+        self.closing = False
+        self._lease_changed = asyncio.Event()
+
+    def load(self) -> None:
+        """Rebuild memory from disk at start: open mailboxes and their ready ids."""
+        for name in store.mailbox_names(self.reader):
+            self._attach(name)
+
+    def _attach(self, name: str) -> Mailbox:
+        box = self.boxes.get(name)
+        if box is None:
+            box = self.boxes[name] = Mailbox(name)
+            for mid in store.pending_ids(self.reader, name):
+                if mid not in self.leases:
+                    box.push(mid)
+        return box
+
+    def _make_ready(self, recipient: str, mid: int) -> None:
+        box = self.boxes.get(recipient)
+        if box is not None:
+            box.push(mid)
+
+    # --- mailboxes --------------------------------------------------------------
+
+    async def open(self, name: str) -> bool:
+        """Store the mailbox; True if it is new. Its socket is the daemon's business."""
+
+        def attach(_new: bool) -> None:
+            self._attach(name)
+
+        return await self.writer.submit(lambda tx: store.open_mailbox(tx, name), attach)
+
+    async def close(self, name: str, *, purge: bool = False) -> bool:
+        def detach(_existed: bool) -> None:
+            box = self.boxes.pop(name, None)
+            if box is not None:
+                box.wake()
+            for mid in [m for m, lease in self.leases.items() if lease.mailbox == name]:
+                del self.leases[mid]
+
+        return await self.writer.submit(lambda tx: store.close_mailbox(tx, name, purge), detach)
+
+    def recipient(self, to: str) -> str:
+        """Check a ``to``: an open mailbox or ``operator``; ``hm1nd`` means ``manager``."""
+        if to == "hm1nd":
+            to = MANAGER_MAILBOX
+        if to != OPERATOR and to not in self.boxes:
+            raise NotFound(f"unknown recipient {to!r}")
+        return to
+
+    # --- messages ---------------------------------------------------------------
+
+    async def send(self, sender: str, to: str, body: str, key: str | None) -> store.Sent:
+        recipient = self.recipient(to)
+
+        def ready(sent: store.Sent) -> None:
+            if sent.created:
+                self._make_ready(sent.recipient, sent.id)
+
+        return await self.writer.submit(
+            lambda tx: store.insert_message(tx, sender, recipient, body, key), ready
+        )
+
+    async def recv(
+        self, mailbox: str, wait: float, gone: asyncio.Event | None = None
+    ) -> store.Message | None:
+        """Lease the oldest ready message, waiting up to ``wait`` seconds for one.
+
+        ``gone`` is set when the client hangs up: a waiting call then leaves
+        without taking anything, and a message leased in that instant goes
+        straight back to ready (it was never seen, so it is not a failure).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            box = self.boxes.get(mailbox)
+            if self.closing or box is None or (gone is not None and gone.is_set()):
+                return None
+            mid = box.pop()
+            if mid is not None:
+                return await self._lease(box, mid, gone)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            fut: asyncio.Future[None] = loop.create_future()
+            box.waiters.add(fut)
+            waits: list[asyncio.Future[object]] = [fut]  # type: ignore[list-item]
+            gone_task = None
+            if gone is not None:
+                gone_task = asyncio.ensure_future(gone.wait())
+                waits.append(gone_task)  # type: ignore[arg-type]
+            try:
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                box.waiters.discard(fut)
+                fut.cancel()
+                if gone_task is not None:
+                    gone_task.cancel()
+
+    async def _lease(
+        self, box: Mailbox, mid: int, gone: asyncio.Event | None
+    ) -> store.Message | None:
+        lease = Lease(mid, box.name, self.clock.now() + self.settings.lease_seconds)
+        self.leases[mid] = lease
+        self._lease_changed.set()
+        try:
+            msg = await self.writer.submit(lambda tx: store.deliver(tx, mid))
+        except BaseException:
+            self._unlease(lease)
+            raise
+        if gone is not None and gone.is_set():
+            self._unlease(lease)
+            return None
+        return msg
+
+    def _unlease(self, lease: Lease) -> None:
+        """Give a lease back without counting a failure (the client never had it)."""
+        if self.leases.get(lease.message_id) is lease and not lease.settling:
+            del self.leases[lease.message_id]
+            self._make_ready(lease.mailbox, lease.message_id)
+
+    def _held(self, mailbox: str, mid: int) -> Lease:
+        lease = self.leases.get(mid)
+        if lease is None or lease.mailbox != mailbox or lease.settling:
+            raise Conflict(f"message {mid} is not leased to {mailbox}")
+        return lease
+
+    async def ack(self, mailbox: str, mid: int) -> None:
+        lease = self._held(mailbox, mid)
+        lease.settling = True
+
+        def done(_: None) -> None:
+            self.leases.pop(mid, None)
+
+        try:
+            await self.writer.submit(lambda tx: store.ack(tx, mid, mailbox), done)
+        except BaseException:
+            lease.settling = False
+            raise
+
+    async def nack(self, mailbox: str, mid: int) -> None:
+        await self._fail(self._held(mailbox, mid), "nack")
+
+    def renew(self, mailbox: str, mid: int) -> float:
+        lease = self._held(mailbox, mid)
+        lease.expires_at = self.clock.now() + self.settings.lease_seconds
+        return lease.expires_at
+
+    async def _fail(self, lease: Lease, reason: str) -> None:
+        lease.settling = True
+        mid = lease.message_id
+        max_failures = self.settings.max_failures
+
+        def done(outcome: store.Failed) -> None:
+            self.leases.pop(mid, None)
+            if not outcome.dead:
+                self._make_ready(lease.mailbox, mid)
+            if outcome.notice is not None:
+                log.warning("message %d to %s dead-lettered", mid, lease.mailbox)
+                self._make_ready(MANAGER_MAILBOX, outcome.notice.id)
+
+        try:
+            await self.writer.submit(lambda tx: store.fail(tx, mid, reason, max_failures), done)
+        except BaseException:
+            lease.settling = False
+            raise
+
+    # --- time-driven work ---------------------------------------------------------
+
+    async def expire_leases(self) -> int:
+        """Fail every lease past its time; tests call this after moving a fake clock."""
+        now = self.clock.now()
+        due = [le for le in self.leases.values() if le.expires_at <= now and not le.settling]
+        if due:
+            await asyncio.gather(*(self._fail(le, "expire") for le in due))
+        return len(due)
+
+    async def run_lease_expiry(self) -> None:
+        """Sleep until the next lease is due (or a new one appears), then expire."""
+        while True:
+            self._lease_changed.clear()
+            await self.expire_leases()
+            live = [le.expires_at for le in self.leases.values() if not le.settling]
+            delay = min(live) - self.clock.now() if live else 3600.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_changed.wait(), max(0.01, min(delay, 3600.0)))
+
+    async def retain(self) -> int:
+        """Delete finished messages older than ``retention_days``; returns how many."""
+        cutoff = self.clock.now() - self.settings.retention_days * 86400
+        n = await self.writer.submit(lambda tx: store.purge_done(tx, cutoff))
+        if n:
+            log.info("retention deleted %d messages", n)
+        return n
+
+    async def run_retention(self) -> None:
+        while True:
+            try:
+                await self.retain()
+            except ShuttingDown:
+                return
+            await asyncio.sleep(self.settings.retention_interval)
+
+    def shut(self) -> None:
+        """Stop handing out messages: every waiting ``recv`` returns 204 now."""
+        self.closing = True
+        for box in self.boxes.values():
+            box.wake()
+
+    # --- reading ------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        counts = store.counts(self.reader)
+        leased: dict[str, int] = {}
+        for lease in self.leases.values():
+            leased[lease.mailbox] = leased.get(lease.mailbox, 0) + 1
+        boxes = {}
+        for name in sorted(set(self.boxes) | {OPERATOR}):
+            c = counts.get(name, {"pending": 0, "acked": 0, "dead": 0})
+            held = leased.get(name, 0)
+            boxes[name] = {
+                "depth": c["pending"] - held,
+                "leased": held,
+                "acked": c["acked"],
+                "dead": c["dead"],
+                "open": name in self.boxes,
+            }
+        totals = {
+            "messages": sum(sum(c.values()) for c in counts.values()),
+            "pending": sum(c["pending"] for c in counts.values()),
+            "leased": len(self.leases),
+            "acked": sum(c["acked"] for c in counts.values()),
+            "dead": sum(c["dead"] for c in counts.values()),
+            "mailboxes": len(self.boxes),
+        }
+        return {"mailboxes": boxes, "totals": totals}
+
+    def state_of(self, msg: store.Message) -> str:
+        if msg.dead_at is not None:
+            return "dead"
+        if msg.acked_at is not None:
+            return "acked"
+        return "leased" if msg.id in self.leases else "ready"
