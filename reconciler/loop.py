@@ -1,0 +1,470 @@
+"""The reconcile loop: triggers in, one pass per dirty agent, actions out.
+
+Level-triggered, after controller-runtime: a trigger (a new applied HEAD, a
+runtime event, admin ``reconcile``, the periodic resync) only marks agents
+dirty. A pass re-reads applied HEAD and the runtime's observation, plans
+each dirty agent with the pure :func:`~hyperhive.reconciler.plan.plan`, and
+hands agents with actions to a worker (one per agent, a global concurrency
+limit). Agents without actions get their status written in one batch, so a
+no-op pass over a thousand agents is one read of git and one ``observe()``.
+
+The only memory between passes is the retry schedule (backoff after a
+temporary error, the commit a permanent error is waiting to see change) and
+the operator's ``suspended`` flag in c0re.sqlite; none of it decides what
+an agent should look like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+from hyperhive.reconciler import gitrepo, statusfile
+from hyperhive.reconciler.broker_client import BrokerClient
+from hyperhive.reconciler.desired import DesiredLoader, DesiredState, default_manager_yaml
+from hyperhive.reconciler.plan import is_stale, plan
+from hyperhive.reconciler.runtimes.base import (
+    Action,
+    ActionKind,
+    Desired,
+    Observed,
+    PermanentError,
+    Runtime,
+    TemporaryError,
+)
+from hyperhive.reconciler.status import AgentStatus, Condition, Event, StatusStore
+from watchfiles import awatch
+
+from hyperhive.clock import Clock, SystemClock
+from hyperhive.names import MANAGER_AGENT
+from hyperhive.paths import Paths
+
+log = logging.getLogger(__name__)
+
+#: An agent running this long past its last retry time starts afresh at 1 s.
+HEALTHY_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    resync_seconds: float = 60.0
+    auto_update: bool = True
+    concurrency: int = 8
+    #: Keep hm1nd in applied, re-creating it without approval when it goes missing.
+    manager: bool = True
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    #: watchfiles debounce/step (ms) on the applied repo's refs: well under the 1 s goal.
+    watch_debounce_ms: int = 50
+    watch_step_ms: int = 20
+
+
+@dataclass
+class Retry:
+    """Why an agent is waiting: backoff until ``at``, or a permanent error on ``config``."""
+
+    failures: int = 0
+    at: float = 0.0
+    permanent_for: str | None = None
+
+
+@dataclass
+class Snapshot:
+    """One read of both sides: what applied HEAD wants and what the runtime runs."""
+
+    desired: DesiredState
+    observed: dict[str, Observed]
+    names: set[str] = field(default_factory=set)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        paths: Paths,
+        runtime: Runtime,
+        store: StatusStore,
+        hyperhive_rev: str,
+        settings: LoopSettings | None = None,
+        broker: BrokerClient | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        port_in_use: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.runtime = runtime
+        self.store = store
+        self.rev = hyperhive_rev
+        self.settings = settings or LoopSettings()
+        self.broker = broker
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self.port_in_use = port_in_use
+        self.repo = pygit2.Repository(str(paths.applied))
+        self.loader = DesiredLoader(self.repo, hyperhive_rev)
+        self.retries: dict[str, Retry] = {}
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._limit = asyncio.Semaphore(self.settings.concurrency)
+        self._tg: asyncio.TaskGroup | None = None
+        self._last_head: str | None = None
+        #: Set after every finished pass (tests and ``reconcile`` wait on it).
+        self.pass_done = asyncio.Condition()
+        self.passes = 0
+        #: Set once the applied repo's refs are being watched.
+        self.watching = asyncio.Event()
+        self.applied_actions = 0
+
+    # --- triggers ----------------------------------------------------------------
+    def enqueue(self, name: str | None = None, *, force: bool = False) -> None:
+        """Mark one agent (None: all) dirty; ``force`` skips its backoff (new desired state)."""
+        if name is None:
+            self._all_dirty = True
+            if force:
+                for retry in self.retries.values():
+                    retry.at = 0.0
+        else:
+            self._dirty.add(name)
+            if force and name in self.retries:
+                self.retries[name].at = 0.0
+        self._wake.set()
+
+    async def run(self, tg: asyncio.TaskGroup) -> None:
+        """Dispatch passes forever; workers and watchers are owned by ``tg``."""
+        self._tg = tg
+        tg.create_task(self._watch_applied(), name="watch-applied")
+        tg.create_task(self._watch_runtime(), name="watch-runtime")
+        tg.create_task(self._resync(), name="resync")
+        tg.create_task(self._retry_timer(), name="retry-timer")
+        tg.create_task(statusfile.watch(self.store, self.paths.state / "agents"), name="status")
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.reconcile_dirty()
+
+    async def reconcile_dirty(self) -> None:
+        names: set[str] | None = None if self._all_dirty else set(self._dirty)
+        self._all_dirty = False
+        self._dirty.clear()
+        try:
+            await self.reconcile(names)
+        except Exception as e:  # a broken pass must not stop the loop; say why and retry
+            log.exception("reconcile pass failed")
+            self.store.log("", "pass_failed", str(e))
+            self._all_dirty = True
+            await asyncio.sleep(1.0)
+            self._wake.set()
+
+    async def _watch_applied(self) -> None:
+        git_dir = Path(self.repo.path)
+
+        def is_ref(_change: object, path: str) -> bool:
+            rel = path[len(str(git_dir)) :].lstrip("/")
+            return not rel.endswith(".lock") and (
+                rel.startswith("refs/") or rel in ("HEAD", "packed-refs")
+            )
+
+        # yield_on_timeout: an empty batch every 500 ms says the watcher runs, and
+        # doubles as a cheap HEAD check should an inotify event ever be missed.
+        async for _changes in awatch(
+            git_dir,
+            watch_filter=is_ref,
+            debounce=self.settings.watch_debounce_ms,
+            step=self.settings.watch_step_ms,
+            rust_timeout=500,
+            yield_on_timeout=True,
+        ):
+            self.watching.set()
+            if gitrepo.head_commit(self.repo) != self._last_head:
+                self.enqueue(force=True)
+
+    async def _watch_runtime(self) -> None:
+        async for name in self.runtime.events():
+            self.enqueue(name)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            self.enqueue()
+
+    async def _retry_timer(self) -> None:
+        """Wake the dispatcher when the earliest backoff expires."""
+        while True:
+            due = [r.at for r in self.retries.values() if r.at > 0 and r.permanent_for is None]
+            delay = min(due) - self.clock.now() if due else self.settings.resync_seconds
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.05, min(delay, 5.0))):
+                    await self._wait_pass()
+            now = self.clock.now()
+            for name, r in self.retries.items():
+                if 0 < r.at <= now and r.permanent_for is None:
+                    self._dirty.add(name)
+                    self._wake.set()
+
+    async def _wait_pass(self) -> None:
+        async with self.pass_done:
+            await self.pass_done.wait()
+
+    # --- one pass ----------------------------------------------------------------
+    def read_desired(self) -> DesiredState:
+        """applied HEAD, validated (restoring hm1nd first when it is missing)."""
+        head = gitrepo.head_commit(self.repo)
+        if self.settings.manager and head is not None:
+            commit = self.repo[head].peel(pygit2.Commit)
+            if MANAGER_AGENT not in commit.tree:
+                head = gitrepo.commit_files(
+                    self.paths.applied,
+                    {f"{MANAGER_AGENT}/agent.yaml": default_manager_yaml()},
+                    f"Restore the manager {MANAGER_AGENT}",
+                    {"Operator-Action": "restore-manager"},
+                )
+                self.store.log(MANAGER_AGENT, "restored", "hm1nd was missing from applied")
+        return self.loader.load(
+            head, previous_ports=self.store.web_ports(), port_in_use=self.port_in_use
+        )
+
+    async def snapshot(self) -> Snapshot:
+        desired = self.read_desired()
+        observed = await self.runtime.observe()
+        names = set(desired.agents) | set(desired.invalid) | set(observed) | self.store.names()
+        return Snapshot(desired, observed, names)
+
+    async def reconcile(self, only: set[str] | None = None) -> None:
+        """One pass over ``only`` (None: every agent either side or the status knows)."""
+        snap = await self.snapshot()
+        self._note_head(snap.desired)
+        batch: list[AgentStatus] = []
+        events: list[Event] = []
+        now = self.clock.now()
+        for name in sorted(snap.names if only is None else only & snap.names):
+            d = snap.desired.agents.get(name)
+            o = snap.observed.get(name)
+            if name in self._inflight:
+                self._dirty.add(name)  # picked up again when its worker finishes
+                continue
+            if self.store.is_suspended(name):
+                continue
+            invalid = snap.desired.invalid.get(name)
+            if invalid is not None:
+                batch.append(self._status(name, None, o, snap, error=invalid.message))
+                continue
+            retry = self.retries.get(name)
+            if retry is not None and retry.permanent_for is not None:
+                if d is not None and retry.permanent_for == d.config_hash:
+                    continue  # waits for new desired state
+                retry.permanent_for = None
+            if retry is not None and retry.at > now:
+                continue
+            actions = plan(d, o, auto_update=self.settings.auto_update, hyperhive_rev=self.rev)
+            if not actions:
+                if d is None and o is None:
+                    self.store.forget(name)
+                    self.retries.pop(name, None)
+                    continue
+                healthy = o is not None and o.phase == "running"
+                if healthy and retry is not None and now >= retry.at + HEALTHY_AFTER:
+                    self.retries.pop(name, None)  # healthy for a while: forget the backoff
+                batch.append(self._status(name, d, o, snap))
+                continue
+            if o is not None and o.phase == "failed":
+                events.append(Event(name, "exited", o.message or "the agent exited"))
+                self._schedule_retry(name, "crashed")
+            self._start_worker(name, actions, snap)
+        self.store.write(batch, events)
+        for row in batch:
+            if row.condition("LoggedIn") is None and self.store.get(row.name) is not None:
+                with contextlib.suppress(Exception):
+                    statusfile.read_into(
+                        self.store, row.name, self.paths.agent_state_dir(row.name) / "status.json"
+                    )
+        await self._finish_pass()
+
+    def _note_head(self, desired: DesiredState) -> None:
+        if desired.commit == self._last_head:
+            return
+        first = self._last_head is None
+        self._last_head = desired.commit
+        self.store.set_repo_value("applied_head", desired.commit)
+        self.store.set_repo_value("problems", "\n".join(desired.problems))
+        if not first:
+            self.store.log("", "applied", f"applied HEAD is {desired.commit[:12]}")
+        with contextlib.suppress(Exception):
+            result = gitrepo.merge_into_proposed(self.paths.applied, self.paths.proposed)
+            if result.outcome in ("conflict", "postponed"):
+                self.store.log(MANAGER_AGENT, f"proposed_{result.outcome}", result.message)
+        # A new HEAD is new desired state: every agent gets a pass, backoff or not.
+        if not first:
+            self.enqueue(force=True)
+
+    async def _finish_pass(self) -> None:
+        self.passes += 1
+        async with self.pass_done:
+            self.pass_done.notify_all()
+
+    def _start_worker(self, name: str, actions: list[Action], snap: Snapshot) -> None:
+        coro = self._work(name, actions, snap)
+        if self._tg is None:  # driven directly (tests, one-shot reconcile): run inline
+            task = asyncio.ensure_future(coro)
+        else:
+            task = self._tg.create_task(coro, name=f"reconcile-{name}")
+        self._inflight[name] = task
+        task.add_done_callback(lambda _t: self._worker_done(name))
+
+    def _worker_done(self, name: str) -> None:
+        self._inflight.pop(name, None)
+        self._dirty.add(name)  # verify what the actions did with a fresh observation
+        self._wake.set()
+
+    async def reconcile_and_wait(self, name: str | None = None) -> None:
+        """Admin ``reconcile``: a pass that includes ``name`` (None: all), and its workers."""
+        self.enqueue(name, force=True)
+        while True:
+            await self._wait_pass()
+            pending = self._all_dirty or (name in self._dirty if name else bool(self._dirty))
+            if not pending and (name is None or name not in self._inflight):
+                if name is None and self._inflight:
+                    await self.wait_idle()
+                    continue
+                return
+            if name is not None and name in self._inflight:
+                await asyncio.gather(self._inflight[name], return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait until no worker runs (tests and the bench drive passes by hand)."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    async def _work(self, name: str, actions: list[Action], snap: Snapshot) -> None:
+        async with self._limit:
+            done: list[str] = []
+            error = ""
+            temporary = False
+            try:
+                for action in actions:
+                    await self._apply(action)
+                    done.append(str(action.kind))
+            except TemporaryError as e:
+                error, temporary = e.message, True
+            except PermanentError as e:
+                error = e.message
+            except Exception as e:
+                log.exception("runtime failed on %s", name)
+                error, temporary = f"unexpected runtime failure: {e}", True
+            self.applied_actions += len(done)
+            d = snap.desired.agents.get(name)
+            events = [Event(name, kind) for kind in done]
+            if error:
+                events.append(Event(name, "temporary_error" if temporary else "error", error))
+                if temporary:
+                    self._schedule_retry(name, error)
+                else:
+                    self.retries.setdefault(name, Retry()).permanent_for = (
+                        d.config_hash if d is not None else ""
+                    )
+            row = self._status(
+                name,
+                d,
+                snap.observed.get(name),
+                snap,
+                error=error,
+                temporary=temporary,
+                applied=done,
+            )
+            if d is None and not error:
+                self.store.write([], events)
+            else:
+                self.store.write([row], events)
+
+    async def _apply(self, action: Action) -> None:
+        """One action, with the broker mailbox opened before and closed after as needed."""
+        if self.broker is not None and action.kind in (
+            ActionKind.CREATE,
+            ActionKind.REBUILD,
+            ActionKind.START,
+        ):
+            await self.broker.open_mailbox(action.name)
+        await self.runtime.apply(action)
+        if self.broker is not None and action.kind is ActionKind.DESTROY:
+            await self.broker.close_mailbox(action.name)
+
+    def _schedule_retry(self, name: str, why: str) -> None:
+        retry = self.retries.setdefault(name, Retry())
+        retry.failures += 1
+        retry.permanent_for = None
+        retry.at = self.clock.now() + self.backoff(retry.failures)
+        log.info(
+            "%s: retry %d in %.1fs (%s)", name, retry.failures, retry.at - self.clock.now(), why
+        )
+
+    def backoff(self, failures: int) -> float:
+        """1 s, 2 s, 4 s … capped at 5 min, each with up to 20 % jitter (never under 1 s).
+
+        The first crash of a running agent restarts it at once; this delay is
+        what the next failure waits.
+        """
+        base = self.settings.backoff_base * 2 ** max(0, failures - 1)
+        jittered: float = min(self.settings.backoff_cap, base) * self.rng.uniform(0.8, 1.0)
+        return max(self.settings.backoff_base, jittered)
+
+    # --- status ------------------------------------------------------------------
+    def _status(
+        self,
+        name: str,
+        d: Desired | None,
+        o: Observed | None,
+        snap: Snapshot,
+        *,
+        error: str = "",
+        temporary: bool = False,
+        applied: list[str] | None = None,
+    ) -> AgentStatus:
+        invalid = snap.desired.invalid.get(name)
+        conds: list[Condition] = []
+        phase = o.phase if o is not None else ("failed" if invalid else "pending")
+        if applied and not error:
+            # The actions ran; the pass they trigger observes the resulting phase.
+            phase = "pending" if d is not None and d.wants_running else phase
+        if o is not None and o.phase == "running" and not applied:
+            conds.append(Condition("Ready", "True", "Running", ""))
+        else:
+            conds.append(Condition("Ready", "False", phase.capitalize(), o.message if o else ""))
+        if invalid is not None:
+            conds.append(Condition("Reconciled", "False", "InvalidSpec", invalid.message))
+        elif error:
+            reason = "TemporaryError" if temporary else "PermanentError"
+            retry = self.retries.get(name)
+            when = ""
+            if temporary and retry is not None:
+                when = f" (retry {retry.failures} in {max(0.0, retry.at - self.clock.now()):.0f}s)"
+            conds.append(Condition("Reconciled", "False", reason, error + when))
+        elif applied:
+            conds.append(Condition("Reconciled", "True", "Applied", ", ".join(applied)))
+        else:
+            conds.append(Condition("Reconciled", "True", "Converged", ""))
+        if o is None or o.hyperhive_rev is None:
+            conds.append(Condition("UpToDate", "Unknown", "NotBuilt", ""))
+        elif is_stale(o, self.rev) and not (applied and "rebuild" in applied):
+            note = "" if self.settings.auto_update else "; auto_update is off"
+            msg = f"built from {o.hyperhive_rev}, c0re runs {self.rev}{note}"
+            conds.append(Condition("UpToDate", "False", "StaleRevision", msg))
+        else:
+            conds.append(Condition("UpToDate", "True", "CurrentRevision", self.rev))
+        previous = self.store.get(name)
+        port = d.web_port if d is not None else previous.web_port if previous else None
+        return AgentStatus(
+            name=name,
+            applied_commit=snap.desired.commit,
+            phase=phase,
+            conditions=tuple(conds),
+            last_error=error or (invalid.message if invalid else ""),
+            web_port=port,
+        )
