@@ -58,7 +58,7 @@ LOG_FILE = "harness.log"
 LOG_MAX = 4 * 1024 * 1024
 #: How much of the log's tail a failed agent's message quotes.
 LOG_TAIL = 300
-RESOURCES_REASON = "the process runtime has no cgroup of its own to enforce spec.resources"
+RESOURCES_REASON = "the {} runtime has no cgroup of its own to enforce spec.resources"
 
 
 class ProcessRuntime:
@@ -158,7 +158,7 @@ class ProcessRuntime:
         return {
             "Sandbox": self.sandbox_kind(),
             "ResourcesEnforced": False,
-            "ResourcesReason": RESOURCES_REASON,
+            "ResourcesReason": RESOURCES_REASON.format(self.name),
         }
 
     # --- actions ----------------------------------------------------------------
