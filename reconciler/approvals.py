@@ -31,27 +31,9 @@ from hyperhive.reconciler import desired, gitrepo
 
 from hyperhive.clock import now_rfc3339
 from hyperhive.errors import BadRequest, Conflict, HiveError, NotFound
-from hyperhive.names import MANAGER_AGENT, MANAGER_MAILBOX, SYSTEM, validate_agent_name
+from hyperhive.names import MANAGER_AGENT, MANAGER_MAILBOX, validate_agent_name
 
 log = logging.getLogger(__name__)
-
-#: Appended to c0re.sqlite's numbered migrations (reconciler/status.py).
-MIGRATION = """
-CREATE TABLE approvals (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  kind TEXT NOT NULL CHECK (kind IN ('apply_commit', 'spawn')),
-  agent TEXT NOT NULL,
-  sha TEXT,
-  spec TEXT,
-  requested_at TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'pending'
-    CHECK (status IN ('pending', 'approved', 'applied', 'denied', 'failed')),
-  resolved_at TEXT,
-  note TEXT NOT NULL DEFAULT '',
-  applied_commit TEXT
-);
-CREATE INDEX approvals_by_status ON approvals (status, id);
-"""
 
 #: Set to this value, c0re kills itself right after the applied commit and before
 #: the status update: the crash test proves the restart heals it exactly once.
@@ -613,4 +595,4 @@ class ApprovalQueue:
             self.on_change()
 
 
-__all__ = ["MIGRATION", "SYSTEM", "Approval", "ApprovalQueue", "Refused", "spawn_yaml"]
+__all__ = ["Approval", "ApprovalQueue", "Refused", "spawn_yaml"]

@@ -45,6 +45,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_agent ON events (agent, id);
     CREATE TABLE repo (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: the approval queue (reconciler/approvals.py).
+    """
+    CREATE TABLE approvals (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      kind TEXT NOT NULL CHECK (kind IN ('apply_commit', 'spawn')),
+      agent TEXT NOT NULL,
+      sha TEXT,
+      spec TEXT,
+      requested_at TEXT NOT NULL,
+      status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'approved', 'applied', 'denied', 'failed')),
+      resolved_at TEXT,
+      note TEXT NOT NULL DEFAULT '',
+      applied_commit TEXT
+    );
+    CREATE INDEX approvals_by_status ON approvals (status, id);
+    """,
 ]
 
 CONDITION_TYPES = ("Ready", "Reconciled", "UpToDate", "LoggedIn")

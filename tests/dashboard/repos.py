@@ -10,6 +10,7 @@ from typing import Any
 import pygit2
 import yaml
 from hyperhive.reconciler import approvals, gitrepo
+from hyperhive.reconciler.status import MIGRATIONS
 
 from hyperhive.sqlite import connect
 
@@ -31,7 +32,7 @@ class Hive:
 
     def __post_init__(self) -> None:
         gitrepo.ensure_repos(self.applied, self.proposed)
-        self.conn: sqlite3.Connection = connect(self.root / "c0re.sqlite", [approvals.MIGRATION])
+        self.conn: sqlite3.Connection = connect(self.root / "c0re.sqlite", MIGRATIONS)
         self.queue = approvals.ApprovalQueue(
             self.conn,
             self.applied,
