@@ -65,6 +65,12 @@ class NspawnRuntime(ProcessRuntime):
         if os.geteuid() != 0:
             raise PermanentError(f"cannot start {name}: the nspawn runtime must run as root")
 
+    def launcher(self) -> str | None:
+        return self.nspawn if self.sandboxed else None
+
+    def launch_marker(self, name: str) -> str | None:
+        return _bind_flag(self.paths.agent_state_dir(name), sandbox.STATE_DIR, writable=True)
+
     def root_dir(self, name: str) -> Path:
         return self.paths.agent_root(name) / ROOT_DIR
 

@@ -74,6 +74,32 @@ def read_pidfile(path: Path) -> ProcessId | None:
     return ProcessId(pid, started)
 
 
+def find_leader(program: str, marker: str) -> ProcessId | None:
+    """A living session leader running ``program`` with ``marker`` among its arguments.
+
+    Heals the one window the pidfile cannot cover: c0re killed between
+    starting an agent and recording it. The marker is an argument only
+    that agent's leader carries (the bind of its own state dir).
+    """
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) < 4 or fields[3] != entry:  # not its session's leader
+            continue
+        if argv and argv[0] == program.encode() and marker.encode() in argv:
+            proc = identify(int(entry))
+            if proc is not None:
+                return proc
+    return None
+
+
 @dataclass(frozen=True)
 class Member:
     proc: ProcessId

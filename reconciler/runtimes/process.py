@@ -46,6 +46,7 @@ from .base import (
 from .pidfile import (
     ExitWatch,
     ProcessId,
+    find_leader,
     identify,
     is_alive,
     read_pidfile,
@@ -114,6 +115,11 @@ class ProcessRuntime:
         for watch in self._watches.values():
             watch.close()
         self._watches.clear()
+        for popen in self._popen.values():
+            # Handed over to the next c0re through the pidfile: Popen must neither
+            # warn that it "is still running" nor reap it behind that c0re's back.
+            popen.returncode = popen.returncode if popen.returncode is not None else 0
+        self._popen.clear()
         self._events.put_nowait(None)
 
     # --- what a subclass changes ----------------------------------------------
@@ -217,7 +223,26 @@ class ProcessRuntime:
         self.prepare_root(name)
         if desired is not None:
             agentfiles.write_agent_json(self.paths, desired)
+        orphan = self._find_orphan(name)
+        if orphan is not None:
+            write_pidfile(self.paths.agent_pidfile(name), orphan)
+            self._watch(name, orphan)
+            return
         self._spawn(name, record.role)
+
+    def _find_orphan(self, name: str) -> ProcessId | None:
+        """This agent's leader, started by a c0re that died before writing the pidfile."""
+        marker = self.launch_marker(name)
+        program = self.launcher()
+        return None if marker is None or program is None else find_leader(program, marker)
+
+    def launcher(self) -> str | None:
+        """argv[0] of a sandboxed leader (None: unsandboxed, not recognisable)."""
+        return self.bwrap if self.sandboxed else None
+
+    def launch_marker(self, name: str) -> str | None:
+        """An argument only this agent's leader has: bwrap's ``--bind <state dir> /state``."""
+        return str(self.paths.agent_state_dir(name))
 
     def _spawn(self, name: str, role: Role) -> None:
         """Start the leader in its own session, record it, watch it (fork+exec: fast)."""

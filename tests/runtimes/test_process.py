@@ -119,6 +119,24 @@ async def test_adoption_after_c0re_restart_starts_no_duplicate(
     assert (await second.observe())["bob"].phase == "failed"
 
 
+async def test_agent_started_but_not_recorded_is_adopted_on_start(
+    paths: Paths, make_runtime: MakeRuntime
+) -> None:
+    """c0re killed between starting an agent and writing its pidfile: no duplicate."""
+    first = make_runtime()
+    kim = desired("kim")
+    await first.apply(act(ActionKind.CREATE, kim))
+    await first.apply(act(ActionKind.START, kim))
+    pid = await running_pid(first, "kim")
+    await first.close()
+    paths.agent_pidfile("kim").unlink()
+
+    second = make_runtime()
+    assert (await second.observe())["kim"].phase == "stopped"
+    await second.apply(act(ActionKind.START, kim))
+    assert await running_pid(second, "kim") == pid
+
+
 async def wait_for_event(events: object) -> str:
     return await asyncio.wait_for(events.__anext__(), 10)  # type: ignore[attr-defined]
 
