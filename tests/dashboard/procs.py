@@ -1,0 +1,75 @@
+"""Real processes for the dashboard's tests: hive-broker, started and stopped for real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from hyperhive.paths import Paths
+
+BIN = Path(sys.executable).parent
+
+
+async def until(check: object, what: str, timeout: float = 15.0) -> None:
+    """Poll an async or sync predicate with a deadline (no event exists to await)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check() if callable(check) else check
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def broker_healthy(paths: Paths) -> bool:
+    transport = httpx.AsyncHTTPTransport(uds=str(paths.broker_sock))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://b", timeout=2) as c:
+            return (await c.get("/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """SIGTERM (or ``sig``) the process group, then SIGKILL after 10 s; always reaped."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class BrokerProcess:
+    def __init__(self, paths: Paths, log: Path) -> None:
+        self.paths = paths
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "hive-broker"), "serve", "--run-dir", str(self.paths.run),
+                 "--state-dir", str(self.paths.state), "--log-level", "warning"],
+                stdout=out, stderr=out, start_new_session=True,
+            )  # fmt: skip
+        await until(lambda: broker_healthy(self.paths), "hive-broker to answer /healthz")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
