@@ -100,6 +100,24 @@ def find_leader(program: str, marker: str) -> ProcessId | None:
     return None
 
 
+#: Leaders that confine their payload in a pid namespace (see stop_process_tree).
+SANDBOX_LEADERS = frozenset({b"bwrap", b"systemd-nspawn"})
+
+
+def is_sandbox_leader(pid: int) -> bool:
+    """Whether the leader is bwrap/systemd-nspawn (so its payload gets the SIGTERM).
+
+    Read from the process, not from c0re's options: an adopted agent may have
+    been started by another runtime or configuration.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return os.path.basename(argv0) in SANDBOX_LEADERS
+
+
 @dataclass(frozen=True)
 class Member:
     proc: ProcessId

@@ -49,11 +49,14 @@ from .pidfile import (
     find_leader,
     identify,
     is_alive,
+    is_sandbox_leader,
     read_pidfile,
     stop_process_tree,
     write_pidfile,
 )
 
+#: Runtimes that track agents with STATE/agents/<n>/pid (this module and nspawn).
+PIDFILE_RUNTIMES = frozenset({"process", "nspawn"})
 LOG_FILE = "harness.log"
 #: A log past this size is rotated to ``harness.log.1`` when the agent (re)starts.
 LOG_MAX = 4 * 1024 * 1024
@@ -171,6 +174,7 @@ class ProcessRuntime:
     async def _apply(self, action: Action) -> None:
         name = action.name
         if action.kind is ActionKind.CREATE:
+            await self._take_over(name)
             self._create(name, _desired(action))
         elif action.kind is ActionKind.UPDATE:
             desired = _desired(action)
@@ -196,6 +200,18 @@ class ProcessRuntime:
             self._create(name, desired)
             if running:
                 await self._start(name, desired)
+
+    async def _take_over(self, name: str) -> None:
+        """Stop an agent a sibling runtime left running (c0re switched runtimes).
+
+        Create overwrites the record; without this the old runtime's process
+        would live on, unobserved, next to the new one. process and nspawn
+        share the pidfile, so either can stop the other's agent.
+        """
+        record = agentfiles.read_record(self.paths, name)
+        if record is None or record.runtime == self.name or record.runtime not in PIDFILE_RUNTIMES:
+            return
+        await self._stop(name)
 
     def _create(self, name: str, desired: Desired) -> None:
         agentfiles.prepare_dirs(self.paths, name)
@@ -279,7 +295,7 @@ class ProcessRuntime:
                     proc,
                     watch.exited,
                     timeout=self.stop_timeout,
-                    sandboxed=self._leader_sandboxed(),
+                    sandboxed=is_sandbox_leader(proc.pid),
                 )
             finally:
                 self._stopping.discard(name)
@@ -288,9 +304,6 @@ class ProcessRuntime:
         with contextlib.suppress(FileNotFoundError):
             pidfile.unlink()
         self._exit_codes.pop(name, None)
-
-    def _leader_sandboxed(self) -> bool:
-        return self.sandboxed
 
     # --- observation ------------------------------------------------------------
     def _observe_one(self, name: str, record: Record) -> Observed:
@@ -353,7 +366,7 @@ class ProcessRuntime:
                 "HIVE_SOCKET_DIR": str(self.paths.agent_socket_dir(name)),
                 "HIVE_STATE_DIR": str(self.paths.agent_state_dir(name)),
                 "CLAUDE_CONFIG_DIR": str(self.paths.agent_claude_dir(name)),
-                "HOME": str(self.paths.agent_root(name)),
+                "HOME": str(self.paths.agent_state_dir(name)),
             }
         )
         return env

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from hyperhive.reconciler.runtimes.base import ActionKind, PermanentError, RuntimeOptions
 from hyperhive.reconciler.runtimes.nspawn import NspawnRuntime
-from hyperhive.reconciler.runtimes.pidfile import descendants, is_alive
+from hyperhive.reconciler.runtimes.pidfile import descendants, identify, is_alive
+from hyperhive.reconciler.runtimes.process import ProcessRuntime
 
 from hyperhive.paths import Paths
 from tests.conftest import require_tool
@@ -131,3 +132,27 @@ async def test_nspawn_missing_tool_is_permanent(paths: Paths, make_nspawn: MakeN
     await rt.apply(act(ActionKind.CREATE, carol))
     with pytest.raises(PermanentError, match="systemd-container"):
         await rt.apply(act(ActionKind.START, carol))
+
+
+async def test_switching_runtime_takes_the_agent_over(
+    paths: Paths, make_nspawn: MakeNspawn, bwrap: str
+) -> None:
+    """c0re restarted with another runtime: the old process is stopped, not left behind."""
+    process = ProcessRuntime(
+        paths, RuntimeOptions(agent_command=agents.command(agents.IDLE)), bwrap=bwrap
+    )
+    dan = desired("dan")
+    await process.apply(act(ActionKind.CREATE, dan))
+    await process.apply(act(ActionKind.START, dan))
+    old = (await process.observe())["dan"].pid
+    assert old is not None
+    await process.close()
+
+    nspawn = make_nspawn()
+    assert "dan" not in await nspawn.observe()
+    await nspawn.apply(act(ActionKind.CREATE, dan))
+    assert not os.path.exists(f"/proc/{old}/cmdline") or identify(old) is None
+    await nspawn.apply(act(ActionKind.START, dan))
+    obs = (await nspawn.observe())["dan"]
+    assert obs.phase == "running" and obs.pid != old
+    assert "dan" not in await process.observe()
