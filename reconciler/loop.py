@@ -120,6 +120,10 @@ class Reconciler:
         #: Set after every finished pass (tests and ``reconcile`` wait on it).
         self.pass_done = asyncio.Condition()
         self.passes = 0
+        #: Agents the operator asked to rebuild (admin ``rebuild``), consumed by a pass.
+        self.rebuild_requested: set[str] = set()
+        #: Set by admin ``shutdown``: passes stop acting so stopped agents stay stopped.
+        self.stopping = False
         #: Set once the applied repo's refs are being watched.
         self.watching = asyncio.Event()
         self.applied_actions = 0
@@ -240,6 +244,9 @@ class Reconciler:
 
     async def reconcile(self, only: set[str] | None = None) -> None:
         """One pass over ``only`` (None: every agent either side or the status knows)."""
+        if self.stopping:
+            await self._finish_pass()
+            return
         snap = await self.snapshot()
         self._note_head(snap.desired)
         batch: list[AgentStatus] = []
@@ -265,6 +272,12 @@ class Reconciler:
             if retry is not None and retry.at > now:
                 continue
             actions = plan(d, o, auto_update=self.settings.auto_update, hyperhive_rev=self.rev)
+            if name in self.rebuild_requested and d is not None and o is not None:
+                self.rebuild_requested.discard(name)
+                keep = (ActionKind.START, ActionKind.STOP)
+                actions = [Action(ActionKind.REBUILD, name, d)] + [
+                    a for a in actions if a.kind in keep
+                ]
             if not actions:
                 if d is None and o is None:
                     self.store.forget(name)
