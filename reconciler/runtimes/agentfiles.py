@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,9 +30,14 @@ from typing import Any
 from hyperhive.names import MANAGER_AGENT, is_agent_name
 from hyperhive.paths import Paths
 
-from .base import Desired, Role
+from .base import Desired, Role, TemporaryError
 
 RECORD_FILE = "runtime.json"
+LOG_FILE = "harness.log"
+#: A log past this size is rotated to ``harness.log.1`` when the agent (re)starts.
+LOG_MAX = 4 * 1024 * 1024
+#: How much of the log's tail a failed agent's message quotes.
+LOG_TAIL = 300
 AGENT_JSON = "agent.json"
 #: A record is a few hundred bytes; anything bigger is not ours.
 RECORD_MAX = 64 * 1024
@@ -153,3 +159,47 @@ def recorded_agents(paths: Paths, runtime: str) -> dict[str, Record]:
 
 def record_for(desired: Desired, runtime: str) -> Record:
     return Record(runtime, desired.role, desired.config_hash, desired.hyperhive_rev)
+
+
+def open_log(paths: Paths, name: str) -> int:
+    """The agent's log in its state dir (``/state/harness.log``), rotated on start.
+
+    O_NOFOLLOW: the state dir is the agent's, and c0re (root) must not be
+    tricked into appending to a file a planted symlink points at.
+    """
+    log = paths.agent_state_dir(name) / LOG_FILE
+    with contextlib.suppress(OSError):
+        if log.lstat().st_size > LOG_MAX:
+            os.replace(log, log.with_name(LOG_FILE + ".1"))
+    # O_NONBLOCK so a FIFO planted there cannot hang c0re; only a regular file is used.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(log, flags, 0o600)
+    except OSError as e:
+        raise TemporaryError(f"cannot open {log}: {e.strerror or e}") from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TemporaryError(f"cannot open {log}: not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def log_tail(paths: Paths, name: str) -> str:
+    """``; last log line: …`` for a failed agent's message (untrusted: printable, capped)."""
+    log = paths.agent_state_dir(name) / LOG_FILE
+    try:
+        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return ""
+        size = info.st_size
+        f.seek(max(0, size - LOG_TAIL))
+        tail = f.read(LOG_TAIL).decode(errors="replace")
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = "".join(ch if ch.isprintable() else "?" for ch in lines[-1])
+    return f"; last log line: {last}"

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from hyperhive.names import MANAGER_AGENT
+from hyperhive.names import MANAGER_AGENT, InvalidName
 from hyperhive.paths import Paths
 
 from . import agentfiles, sandbox
@@ -57,11 +57,6 @@ from .pidfile import (
 
 #: Runtimes that track agents with STATE/agents/<n>/pid (this module and nspawn).
 PIDFILE_RUNTIMES = frozenset({"process", "nspawn"})
-LOG_FILE = "harness.log"
-#: A log past this size is rotated to ``harness.log.1`` when the agent (re)starts.
-LOG_MAX = 4 * 1024 * 1024
-#: How much of the log's tail a failed agent's message quotes.
-LOG_TAIL = 300
 RESOURCES_REASON = "the {} runtime has no cgroup of its own to enforce spec.resources"
 
 
@@ -104,6 +99,8 @@ class ProcessRuntime:
                 await self._apply(action)
             except OSError as e:
                 raise TemporaryError(f"{action}: {e.strerror or e}") from e
+            except InvalidName as e:
+                raise PermanentError(f"{action}: {e.message}") from e
 
     async def events(self) -> AsyncIterator[str]:
         while True:
@@ -263,7 +260,7 @@ class ProcessRuntime:
     def _spawn(self, name: str, role: Role) -> None:
         """Start the leader in its own session, record it, watch it (fork+exec: fast)."""
         argv, env, cwd = self.launch_argv(name, role)
-        log = self._open_log(name)
+        log = agentfiles.open_log(self.paths, name)
         try:
             popen = subprocess.Popen(
                 argv,
@@ -320,7 +317,7 @@ class ProcessRuntime:
             phase = "failed"
             code = self._exit_codes.get(name)
             status = f"status {code}" if code is not None else "while c0re was not watching"
-            message = f"the agent exited ({status}){self._log_tail(name)}"
+            message = f"the agent exited ({status}){agentfiles.log_tail(self.paths, name)}"
             proc = None
         return Observed(
             name=name,
@@ -375,39 +372,6 @@ class ProcessRuntime:
         if name == MANAGER_AGENT:
             return self.paths.proposed
         return self.paths.agent_state_dir(name) / "work"
-
-    # --- logs -------------------------------------------------------------------
-    def _open_log(self, name: str) -> int:
-        """The agent's log in its state dir (``/state/harness.log``), rotated on start.
-
-        O_NOFOLLOW: the state dir is the agent's, and c0re (root) must not be
-        tricked into appending to a file a planted symlink points at.
-        """
-        log = self.paths.agent_state_dir(name) / LOG_FILE
-        with contextlib.suppress(OSError):
-            if log.lstat().st_size > LOG_MAX:
-                os.replace(log, log.with_name(LOG_FILE + ".1"))
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            return os.open(log, flags, 0o600)
-        except OSError as e:
-            raise TemporaryError(f"cannot open {log}: {e.strerror or e}") from e
-
-    def _log_tail(self, name: str) -> str:
-        log = self.paths.agent_state_dir(name) / LOG_FILE
-        try:
-            fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return ""
-        with os.fdopen(fd, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - LOG_TAIL))
-            tail = f.read(LOG_TAIL).decode(errors="replace")
-        lines = [line.strip() for line in tail.splitlines() if line.strip()]
-        if not lines:
-            return ""
-        last = "".join(ch if ch.isprintable() else "?" for ch in lines[-1])
-        return f"; last log line: {last}"
 
 
 def _desired(action: Action) -> Desired:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from hyperhive.reconciler.runtimes import agentfiles
-from hyperhive.reconciler.runtimes.base import ActionKind, PermanentError
+from hyperhive.reconciler.runtimes.base import ActionKind, PermanentError, TemporaryError
 from hyperhive.reconciler.runtimes.pidfile import (
     ProcessId,
     descendants,
@@ -312,6 +312,12 @@ async def test_records_live_outside_the_agent_writable_state(
     target = paths.state / "victim"
     target.write_text("")
     (paths.agent_state_dir("ivy") / "harness.log").symlink_to(target)
-    with pytest.raises(Exception, match=r"harness\.log"):
+    with pytest.raises(TemporaryError, match=r"harness\.log"):
         await rt.apply(act(ActionKind.START, ivy))
     assert target.read_text() == ""
+    # Nor does a FIFO there hang c0re.
+    (paths.agent_state_dir("ivy") / "harness.log").unlink()
+    os.mkfifo(paths.agent_state_dir("ivy") / "harness.log")
+    with pytest.raises(TemporaryError, match="harness"):
+        await rt.apply(act(ActionKind.START, ivy))
+    assert (await rt.observe())["ivy"].phase == "stopped"
