@@ -77,8 +77,8 @@ class Script:
 
     def _marker_reply(self, prompt: str) -> Reply | None:
         for m in MARKER_RE.finditer(prompt):
-            mode = m["mode"]
-            base, once = (mode.removesuffix("-once"), mode.endswith("-once"))
+            mode = m["mode"]  # e.g. "error", "error-once", "error-once-t7" (a test's own key)
+            base, once = mode.split("-once")[0], "-once" in mode
             if once and mode in self.fired:
                 continue
             reply = _error_reply(base)
@@ -146,7 +146,10 @@ def _after_tool(message: dict[str, Any]) -> str:
     for b in _blocks(message):
         if b.get("type") == "tool_result":
             content = b.get("content")
-            text = content if isinstance(content, str) else json.dumps(content)
+            if isinstance(content, list):
+                text = " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+            else:
+                text = str(content or "")
             if b.get("is_error"):
                 return "The tool failed: " + text[:300]
             return "Done: " + text[:300]
