@@ -343,6 +343,9 @@ def _register_builtin() -> None:
 
 
 _register_builtin()
+from hyperhive.reconciler.dashboard import cli_verbs  # noqa: E402 - registers pending/approve/deny
+
+cli_verbs.register()
 
 
 # --- serve and up ----------------------------------------------------------------

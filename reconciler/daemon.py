@@ -25,6 +25,7 @@ from typing import Any
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.admin import Admin
 from hyperhive.reconciler.broker_client import BrokerClient
+from hyperhive.reconciler.dashboard import extension as operator_plane
 from hyperhive.reconciler.loop import LoopSettings, Reconciler
 from hyperhive.reconciler.rev import hyperhive_rev
 from hyperhive.reconciler.runtimes.base import Runtime, RuntimeOptions
@@ -67,7 +68,7 @@ class Hive:
 
 #: Started in the TaskGroup after the core (dashboard, manager socket): ``(hive, tg)``.
 Extension = Callable[[Hive, asyncio.TaskGroup], Awaitable[None]]
-EXTENSIONS: list[Extension] = []
+EXTENSIONS: list[Extension] = [operator_plane.start]  # approvals, c0re.sock, dashboard
 
 
 def options_from(

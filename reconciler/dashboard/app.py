@@ -152,8 +152,9 @@ class DashboardApp:
             return self._not_found(e.message)
         if not agents:
             return self._not_found(f"no agent {name!r}")
-        history = (await self._optional({"cmd": "history", "name": name})).get("history", [])
-        events = (await self._optional({"cmd": "events", "name": name})).get("events", [])
+        history = (await self._optional({"cmd": "history", "name": name})).get("commits", [])
+        req = {"cmd": "events", "agent": name, "limit": 1000}
+        events = (await self._optional(req)).get("events", [])
         host = request.url.hostname or "127.0.0.1"
         main = pages.agent_page(agents[0], history, events[-50:][::-1], host, self.auth.csrf)
         return await self._page(request, name, "agents", main)

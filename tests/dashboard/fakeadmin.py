@@ -55,10 +55,10 @@ class FakeAdmin:
                 raise NotFound(f"no agent {req['name']!r}")
             return {"agents": found}
         if cmd == "history":
-            return {"history": [{"commit": "a" * 40, "summary": "Create", "author": "hive-c0re",
+            return {"commits": [{"commit": "a" * 40, "summary": "Create", "author": "hive-c0re",
                                  "time": 0, "trailers": {"Operator-Action": "init"}}]}  # fmt: skip
         if cmd == "events":
-            return {"events": [{"at": "2026-11-26T10:00:00.000Z", "agent": req.get("name"),
+            return {"events": [{"at": "2026-11-26T10:00:00.000Z", "agent": req.get("agent"),
                                 "kind": "created", "message": "<b>x</b>"}]}  # fmt: skip
         if cmd in ("suspend", "resume", "rollback", "kill"):
             for a in self.agents:
