@@ -42,6 +42,8 @@ WORK_DIR = STATE_DIR / "work"
 SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: The packages the harness imports; an editable install maps each to a source folder.
 HARNESS_PACKAGES = ("hyperhive", "hyperhive.harness", "hyperhive.desired_state")
+#: /etc entries that may be symlinks into /run (systemd-resolved) and must still resolve.
+ETC_LINKS = ("resolv.conf", "hosts", "localtime")
 PLAIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -144,6 +146,23 @@ def harness_source_dirs() -> list[Path]:
     return sorted(set(out))
 
 
+def etc_link_binds(shown: Sequence[Path], root: Path = Path("/")) -> list[Bind]:
+    """Files of /etc that are symlinks out of every shown tree, bound at their target.
+
+    Ubuntu's ``/etc/resolv.conf`` points into ``/run/systemd/resolve/``; the
+    sandbox has no host ``/run``, so without this an agent has no DNS.
+    """
+    out: list[Bind] = []
+    for entry in ETC_LINKS:
+        link = root / "etc" / entry
+        if not link.is_symlink():
+            continue
+        target = link.resolve()
+        if target.is_file() and not any(target.is_relative_to(tree) for tree in shown):
+            out.append(Bind(target, PurePosixPath(target), writable=False))
+    return out
+
+
 def host_binds() -> list[Bind]:
     """The read-only host trees every agent needs to run Python, node and claude."""
     binds = [Bind(Path("/usr"), PurePosixPath("/usr"), writable=False)]
@@ -157,6 +176,7 @@ def host_binds() -> list[Bind]:
             continue
         seen.add(resolved)
         binds.append(Bind(resolved, PurePosixPath(resolved), writable=False))
+    binds += etc_link_binds([b.source.resolve() for b in binds])
     return binds
 
 

@@ -75,3 +75,17 @@ def test_a_hive_inside_a_shown_tree_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match="lies inside"):
         sandbox.check_not_exposed(inside, sandbox.host_binds())
     sandbox.check_not_exposed(Paths.from_home(tmp_path), sandbox.host_binds())
+
+
+def test_etc_links_out_of_shown_trees_are_bound_at_their_target(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "run" / "resolve").mkdir(parents=True)
+    stub = tmp_path / "run" / "resolve" / "stub-resolv.conf"
+    stub.write_text("nameserver 127.0.0.53\n")
+    (tmp_path / "etc" / "resolv.conf").symlink_to(stub)
+    (tmp_path / "etc" / "hosts").write_text("127.0.0.1 localhost\n")  # a plain file
+    (tmp_path / "usr").mkdir()
+    (tmp_path / "usr" / "zone").write_text("")
+    (tmp_path / "etc" / "localtime").symlink_to(tmp_path / "usr" / "zone")  # already shown
+    binds = sandbox.etc_link_binds([tmp_path / "usr"], root=tmp_path)
+    assert binds == [sandbox.Bind(stub, PurePosixPath(stub), writable=False)]
