@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,5 +120,6 @@ class EventLog:
             self._subscribers.discard(queue)
 
     @property
-    def db(self) -> sqlite3.Connection:
-        return self._db
+    def followers(self) -> int:
+        """How many live readers are attached (tests wait for a stream to be live)."""
+        return len(self._subscribers)
