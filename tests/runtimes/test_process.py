@@ -137,6 +137,31 @@ async def test_agent_started_but_not_recorded_is_adopted_on_start(
     assert await running_pid(second, "kim") == pid
 
 
+async def test_agent_that_died_while_c0re_was_down_is_failed(
+    paths: Paths, make_runtime: MakeRuntime
+) -> None:
+    first = make_runtime()
+    lea = desired("lea")
+    await first.apply(act(ActionKind.CREATE, lea))
+    await first.apply(act(ActionKind.START, lea))
+    pid = await running_pid(first, "lea")
+    await first.close()
+    events = first.events()
+    with pytest.raises(StopAsyncIteration):  # close() ends the event stream
+        await wait_for_event(events)
+    tree = descendants(pid)
+    for member in tree:
+        os.kill(member.proc.pid, 9)
+    await wait_for(lambda: identify(pid) is None, what="the agent to die")
+    assert not any(is_alive(m.proc) for m in tree)
+
+    second = make_runtime()
+    obs = (await second.observe())["lea"]
+    assert obs.phase == "failed" and "not watching" in obs.message
+    await second.apply(act(ActionKind.START, lea))
+    assert await running_pid(second, "lea") != pid
+
+
 async def wait_for_event(events: object) -> str:
     return await asyncio.wait_for(events.__anext__(), 10)  # type: ignore[attr-defined]
 
