@@ -63,11 +63,13 @@ def atomic_write_json(path: Path, data: Mapping[str, Any], *, mode: int = 0o644)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            # fchmod, not chmod(tmp): in the agent's dir the name could be swapped
+            # for a symlink between the two calls, and chmod follows it.
+            os.fchmod(f.fileno(), mode)
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
