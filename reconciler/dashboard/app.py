@@ -116,9 +116,9 @@ class DashboardApp:
 
     # --- pages ------------------------------------------------------------------
     async def _page(self, request: Request, title: str, nav: str, main: str) -> Response:
-        if request.headers.get("x-hive-partial") == "1":
-            return HTMLResponse(main, headers=HEADERS)
         pending = len((await self.admin({"cmd": "pending"})).get("approvals", []))
+        if request.headers.get("x-hive-partial") == "1":
+            return HTMLResponse(main, headers={**HEADERS, "x-hive-pending": str(pending)})
         html = pages.layout(
             title,
             main,

@@ -24,7 +24,23 @@
     const url = new URL(location.href);
     url.searchParams.delete("msg");
     const resp = await fetch(url, { headers: { "X-Hive-Partial": "1" }, credentials: "same-origin" });
-    if (resp.ok) { main.innerHTML = await resp.text(); wire(); }
+    if (!resp.ok) return;
+    main.innerHTML = await resp.text();
+    pendingCount(resp.headers.get("X-Hive-Pending"));
+    wire();
+  }
+
+  function pendingCount(n) {
+    const link = document.querySelector('nav a[href="/approvals"]');
+    if (!link || n === null) return;
+    let badge = link.querySelector(".count");
+    if (n === "0") { if (badge) badge.remove(); return; }
+    if (!badge) {
+      badge = document.createElement("span");
+      badge.className = "count";
+      link.append(" ", badge);
+    }
+    badge.textContent = n;
   }
 
   function schedule() { clearTimeout(timer); timer = setTimeout(refresh, 250); }

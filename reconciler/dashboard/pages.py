@@ -209,8 +209,8 @@ def agent_page(
         for h in history
     )
     ev_rows = "".join(
-        f"<tr><td>{e(ev.get('at') or ev.get('time'))}</td><td>{e(ev.get('kind') or ev.get('type'))}"
-        f"</td><td>{e(ev.get('message'))}</td></tr>"
+        f"<tr><td class=when>{e(ev.get('at'))}</td><td class=when>{e(ev.get('kind'))}</td>"
+        f"<td class=wide>{e(ev.get('message'))}</td></tr>"
         for ev in events
     )
     suspended = ' <span class="badge warn">suspended</span>' if agent.get("suspended") else ""

@@ -109,6 +109,7 @@ async def test_operator_in_the_browser(
     await card.get_by_role("button", name="✕ DENY").click()
     await expect(approvals.locator("#toast")).to_contain_text("denied")
     await until(lambda: _mail_has(hive, "not now: bob needs a purpose"), "the note in hm1nd's mail")
+    await expect(approvals.locator("nav .count")).to_have_count(0)  # the nav follows too
     await shot(approvals, artifacts, "approvals-decided")
 
     page = await browser_ctx.new_page()
@@ -129,6 +130,10 @@ async def test_operator_in_the_browser(
     await expect(page.locator("#flow")).to_contain_text("still there after the restart?")
     await expect(page.locator("#flow li")).to_have_count(await _sends(page))
     await shot(page, artifacts, "flow")
+
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    await page.goto(f"{hive.url}agents/alice")
+    await shot(page, artifacts, "agent-narrow")
 
     fresh = await browser_ctx.browser.new_page()  # type: ignore[union-attr]
     await fresh.goto(hive.url)
