@@ -42,6 +42,8 @@ WORK_DIR = STATE_DIR / "work"
 SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: The packages the harness imports; an editable install maps each to a source folder.
 HARNESS_PACKAGES = ("hyperhive", "hyperhive.harness", "hyperhive.desired_state")
+#: procfs entries no agent may write (see _proc_covers).
+PROC_COVERS = ("sys", "sysrq-trigger")
 #: /etc entries that may be symlinks into /run (systemd-resolved) and must still resolve.
 ETC_LINKS = ("resolv.conf", "hosts", "localtime")
 PLAIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -207,6 +209,22 @@ def check_not_exposed(paths: Paths, binds: Sequence[Bind]) -> None:
                 )
 
 
+def _proc_covers() -> list[str]:
+    """Read-only ``/proc/sys`` and ``/proc/sysrq-trigger`` over the sandbox's procfs.
+
+    bwrap covers them itself only where its own check finds them writable;
+    left writable, uid 0 — even without capabilities — may write most
+    sysctls by their mode bits (``kernel.core_pattern`` runs a program as
+    host root). The host's are bound: the same network namespace, and
+    read-only is all an agent needs.
+    """
+    out: list[str] = []
+    for entry in PROC_COVERS:
+        if Path("/proc", entry).exists():
+            out += ["--ro-bind", f"/proc/{entry}", f"/proc/{entry}"]
+    return out
+
+
 def bwrap_argv(
     bwrap: str,
     *,
@@ -237,6 +255,7 @@ def bwrap_argv(
         "ALL",
         "--proc",
         "/proc",
+        *_proc_covers(),
         "--dev",
         "/dev",
         "--tmpfs",

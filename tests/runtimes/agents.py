@@ -47,6 +47,7 @@ for path in json.loads(sys.argv[2]):
         out["write"][path] = True
     except OSError:
         out["write"][path] = False
+out["sysctl_writable"] = os.access("/proc/sys/kernel/core_pattern", os.W_OK)
 try:
     import hyperhive.harness
     out["import"] = hyperhive.harness.__file__

@@ -107,6 +107,7 @@ async def test_nspawn_sandbox_hides_host_and_stops_whole_tree(
     assert {p: probe["write"][p] for p in writable} == dict.fromkeys(writable, True)
     assert {p: probe["write"][p] for p in readonly} == dict.fromkeys(readonly, False)
     assert probe["cwd"] == "/state/work"
+    assert probe["sysctl_writable"] is False
     assert probe["import"].endswith("__init__.py"), probe["import"]
     env = probe["env"]
     for key, value in {

@@ -199,7 +199,13 @@ async def test_sandbox_hides_host_and_sets_exact_env(
     ]
     visible = ["/run/hive", "/state", "/root/.claude", "/usr/bin/claude", "/etc/passwd"]
     writable = ["/run/hive/probe", "/state/probe", "/root/.claude/probe"]
-    readonly = ["/usr/probe", "/etc/probe", f"{os.path.realpath(sys.prefix)}/probe"]
+    readonly = [
+        "/usr/probe",
+        "/etc/probe",
+        f"{os.path.realpath(sys.prefix)}/probe",
+        # Per-UTS-namespace, so harmless should the cover ever fail; stands for all sysctls.
+        "/proc/sys/kernel/hostname",
+    ]
     rt = make_runtime(
         agents.PROBE,
         json.dumps(hidden + visible),
@@ -227,6 +233,7 @@ async def test_sandbox_hides_host_and_sets_exact_env(
     assert (paths.agent_socket_dir("dave") / "probe").exists()
     assert (paths.agent_claude_dir("dave") / "probe").exists()
     assert probe["cwd"] == "/state/work"
+    assert probe["sysctl_writable"] is False
     assert probe["import"].endswith("__init__.py"), probe["import"]
     env = probe["env"]
     # PWD is bwrap's (it sets it with --chdir); nothing of the host's env is there.
