@@ -154,6 +154,8 @@ class DemoModel:
         reply = self.script.reply(body)
         if reply.stall:
             await self.stalled.wait()
+        if reply.delay:
+            await asyncio.sleep(reply.delay)  # the scripted slowness is the point
         if reply.status != 200:
             error = {"type": "error", "error": {"type": reply.error_type, "message": reply.text}}
             return JSONResponse(error, reply.status)

@@ -19,7 +19,8 @@ WAKE_RE = re.compile(r"^You are (?P<me>[a-z][a-z0-9-]*), an agent of hyperhive\.
 FROM_RE = re.compile(r"^Message (?P<id>\d+) from (?P<sender>[a-z][a-z0-9-]*):$", re.M)
 BODY_RE = re.compile(r"<<<BODY\n(?P<body>.*?)\nBODY>>>", re.S)
 CALL_RE = re.compile(r"\[fake:call (?P<tool>[a-z_]+) (?P<args>\{.*?\})\]", re.S)
-MARKER_RE = re.compile(r"\[fake:(?P<mode>[a-z0-9-]+)\]")
+MARKER_RE = re.compile(r"\[fake:(?P<mode>[a-z0-9.-]+)\]")
+SLOW_RE = re.compile(r"slow-(?P<seconds>\d+(?:\.\d+)?)")
 ECHO_PREFIX = "echo: "
 PROMPT_TOO_LONG = "prompt is too long: 250000 tokens > 200000 maximum"
 
@@ -39,6 +40,7 @@ class Reply:
     status: int = 200
     error_type: str = ""
     stall: bool = False
+    delay: float = 0.0
 
 
 @dataclass
@@ -99,6 +101,8 @@ def _error_reply(mode: str) -> Reply | None:
         return Reply(status=400, error_type="invalid_request_error", text=PROMPT_TOO_LONG)
     if mode == "stall":
         return Reply(stall=True)
+    if (slow := SLOW_RE.fullmatch(mode)) is not None:
+        return Reply(delay=float(slow["seconds"]), text="Answered slowly.")
     return None
 
 

@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from tests.harness.conftest import Hive
-from tests.harness.hive import claude_pids, group_alive, wait_for
+from tests.harness.hive import claude_pids, group_alive, start_broker, stop, wait_for
 
 
 def _echo(hive: Hive, body: str) -> bool:
@@ -82,3 +82,21 @@ def test_prompt_too_long_compacts_once_and_retries(hive: Hive) -> None:
     notes = [e["data"]["text"] for e in bob.events() if e["kind"] == "note"]
     assert "prompt is too long: compacting once" in notes
     assert len(claude_pids(bob)) == 3  # the turn, /compact, the retry
+
+
+@pytest.mark.slow
+def test_a_turn_longer_than_the_lease_keeps_it_by_renewing(hive: Hive) -> None:
+    hive.broker.proc.terminate()
+    hive.broker.proc.wait()
+    hive.broker = start_broker(hive.home / "hive", lease_seconds=1)
+    try:
+        bob = hive.harness("bob", extra_args=["--renew-seconds", "0.3"])
+        hive.broker.send("bob", "[fake:slow-2.5] take your time")
+        (end,) = wait_for(bob.turn_ends, timeout=60, what="the slow turn")
+        bob.stop()
+    finally:
+        stop(hive.broker.proc)
+    assert end["ok"] and end["claude_seconds"] > 2.5
+    notes = [e["data"]["text"] for e in bob.events() if e["kind"] == "note"]
+    assert not any(n.startswith("ack/nack failed") for n in notes), notes
+    assert [e["turn"] for e in bob.events() if e["kind"] == "turn_start"] == [1]
