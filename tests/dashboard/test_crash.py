@@ -7,17 +7,22 @@ change is in applied exactly once and the approval reads ``applied``.
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pygit2
 import pytest
+from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.approvals import FAULT_AFTER_COMMIT, FAULT_ENV
 
 from hyperhive.jsonlines import Unreachable
 from tests.conftest import require_tool
 from tests.dashboard.hive_proc import HiveProcess
-from tests.dashboard.procs import until
+from tests.dashboard.procs import BIN, until
+from tests.dashboard.repos import agent_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +63,29 @@ async def test_kill9_between_commit_and_status(hive: HiveProcess) -> None:
     await until(lambda: hive.phase("alice"), "alice to be reconciled")
     mail = await hive.manager_mail()
     assert any(f"approval {approval_id} (spawn of alice): applied" in m for m in mail), mail
+    await cli_verbs(hive, approval_id)
+
+
+def hive_c0re(hive: HiveProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "hive-c0re"), "--home", str(hive.home), *args],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+
+
+async def cli_verbs(hive: HiveProcess, applied_id: int) -> None:
+    """The same gate from a terminal: pending [--diff], approve, deny, exit codes."""
+    assert hive_c0re(hive, "pending").stdout.strip() == "nothing pending"
+    sha = gitrepo.commit_files(hive.paths.proposed, {"carol/agent.yaml": agent_yaml("carol")},
+                               "Add carol", {})  # fmt: skip
+    new_id = (await hive.manager({"cmd": "request_apply_commit", "sha": sha}))["id"]
+    out = hive_c0re(hive, "pending", "--diff")
+    assert out.returncode == 0
+    assert re.search(rf"^{new_id}\s+apply_commit\s+carol\s", out.stdout, re.MULTILINE), out.stdout
+    assert "+++ b/carol/agent.yaml" in out.stdout and "+  model: haiku" in out.stdout
+    listed = json.loads(hive_c0re(hive, "pending", "--json").stdout)
+    assert [a["id"] for a in listed["approvals"]] == [new_id]
+    denied = hive_c0re(hive, "deny", str(new_id), "carol can wait")
+    assert denied.returncode == 0 and "denied (carol can wait)" in denied.stdout
+    again = hive_c0re(hive, "approve", str(new_id))
+    assert again.returncode == 4 and "not pending" in again.stderr
+    assert hive_c0re(hive, "approve", "nope").returncode == 2
+    assert hive_c0re(hive, "approve", str(applied_id + 100)).returncode == 4
