@@ -340,16 +340,24 @@ class Reconciler:
     async def reconcile_and_wait(self, name: str | None = None) -> None:
         """Admin ``reconcile``: a pass that includes ``name`` (None: all), and its workers."""
         self.enqueue(name, force=True)
+        seen = self.passes
         while True:
-            await self._wait_pass()
-            pending = self._all_dirty or (name in self._dirty if name else bool(self._dirty))
-            if not pending and (name is None or name not in self._inflight):
-                if name is None and self._inflight:
-                    await self.wait_idle()
-                    continue
-                return
+            await self.wait_passes_after(seen)
+            seen = self.passes
             if name is not None and name in self._inflight:
                 await asyncio.gather(self._inflight[name], return_exceptions=True)
+                continue
+            if name is None and self._inflight:
+                await self.wait_idle()
+                continue
+            pending = self._all_dirty or (name in self._dirty if name else bool(self._dirty))
+            if not pending:
+                return
+
+    async def wait_passes_after(self, n: int) -> None:
+        """Until more than ``n`` passes have finished (a counter, so no wake-up is lost)."""
+        async with self.pass_done:
+            await self.pass_done.wait_for(lambda: self.passes > n)
 
     async def wait_idle(self) -> None:
         """Wait until no worker runs (tests and the bench drive passes by hand)."""
