@@ -118,10 +118,13 @@ def parse_agent_yaml(name: str, raw: bytes, path: str) -> tuple[Role, dict[str, 
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(path, f"{path}:{where} invalid YAML: {problem}") from e
-    errors = sorted(schema_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = ".".join(str(p) for p in err.absolute_path) or "(document)"
+    err = jsonschema.exceptions.best_match(schema_validator().iter_errors(doc))
+    if err is not None:
+        fields = [str(p) for p in err.absolute_path]
+        if err.validator == "required" and isinstance(err.instance, dict):
+            missing = [k for k in err.validator_value if k not in err.instance]
+            fields += missing[:1]
+        where = ".".join(fields) or "(document)"
         raise SpecError(path, f"{path}: field {where}: {err.message}")
     nul = _find_nul(doc, "")
     if nul is not None:
