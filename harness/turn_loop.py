@@ -163,6 +163,7 @@ class TurnLoop:
             error=outcome.error,
             claude_seconds=round(claude_seconds, 4),
             harness_seconds=round(time.time() - leased - claude_seconds, 4),
+            ended_at=time.time(),
         )
         self.events.append(turn, ev.TURN_END, end)
         self.status.status.count_turn()
