@@ -71,9 +71,10 @@ class Broker:
             try:
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
-                    await self._listen("", self.paths.broker_sock, self._control())
+                    # Mailbox sockets first: the control socket answering is "ready".
                     for name in list(self.mailroom.boxes):
                         await self.open_socket(name)
+                    await self._listen("", self.paths.broker_sock, self._control())
                     lease_task = tg.create_task(self.mailroom.run_lease_expiry())
                     retention_task = tg.create_task(self.mailroom.run_retention())
                     log.info(

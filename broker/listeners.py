@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -19,8 +20,21 @@ from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
+
+
+class JsonErrorsProtocol(HttpToolsProtocol):
+    """httptools, but a request that is not even valid HTTP also gets a JSON error body."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": {"code": "bad_request", "message": msg}}).encode()
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -70,7 +84,7 @@ class Listener:
         config = uvicorn.Config(
             app,
             loop="uvloop",
-            http="httptools",
+            http=JsonErrorsProtocol,
             lifespan="off",
             log_config=None,
             access_log=False,

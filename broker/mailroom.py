@@ -304,6 +304,7 @@ class Mailroom:
             boxes[name] = {
                 "depth": c["pending"] - held,
                 "leased": held,
+                "waiting": len(self.boxes[name].waiters) if name in self.boxes else 0,
                 "acked": c["acked"],
                 "dead": c["dead"],
                 "open": name in self.boxes,
@@ -316,7 +317,13 @@ class Mailroom:
             "dead": sum(c["dead"] for c in counts.values()),
             "mailboxes": len(self.boxes),
         }
-        return {"mailboxes": boxes, "totals": totals}
+        w = self.writer
+        writer = {
+            "batches": w.batches,
+            "jobs": w.jobs_done,
+            "commit_seconds": round(w.commit_seconds, 3),
+        }
+        return {"mailboxes": boxes, "totals": totals, "writer": writer}
 
     def state_of(self, msg: store.Message) -> str:
         if msg.dead_at is not None:

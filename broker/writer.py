@@ -20,6 +20,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -101,6 +102,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.jobs_done = 0
+        self.commit_seconds = 0.0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -150,6 +152,7 @@ class Writer:
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         conn = self._conn
+        started = time.perf_counter()
         tx = Tx(conn, self._clock.now())
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -174,6 +177,7 @@ class Writer:
                 job.events = []
         self.batches += 1
         self.jobs_done += len(batch)
+        self.commit_seconds += time.perf_counter() - started
 
     def _finish(self, batch: list[_Job[Any]]) -> None:
         events = [ev for job in batch for ev in job.events]
