@@ -558,10 +558,9 @@ class ApprovalQueue:
             return await self._finish(a, "failed", f"internal error: {e}", None)
         if os.environ.get(FAULT_ENV) == FAULT_AFTER_COMMIT:
             os.kill(os.getpid(), signal.SIGKILL)
-        done = await self._finish(a, "applied", "", sha)
-        if self.on_applied is not None:
+        if self.on_applied is not None:  # reconcile first; telling hm1nd can wait a moment
             self.on_applied(list(a.agents))
-        return done
+        return await self._finish(a, "applied", "", sha)
 
     def _changes(self, repos: _Repos, a: Approval) -> dict[str, bytes | None]:
         head = _head_commit(repos.applied)
