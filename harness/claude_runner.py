@@ -38,6 +38,7 @@ class TurnOutcome:
     exit_code: int | None
     result: dict[str, Any] | None = None
     timed_out: bool = False
+    stopped: bool = False
     stderr: str = ""
     lines: int = 0
 
@@ -45,6 +46,7 @@ class TurnOutcome:
     def ok(self) -> bool:
         return (
             not self.timed_out
+            and not self.stopped
             and self.exit_code == 0
             and self.result is not None
             and not self.result.get("is_error", False)
@@ -59,6 +61,8 @@ class TurnOutcome:
     def error(self) -> str:
         if self.timed_out:
             return "turn timed out"
+        if self.stopped:
+            return "stopped: the harness is shutting down"
         if self.result is not None and self.result.get("is_error"):
             return str(self.result.get("result", "error"))[:500]
         if self.exit_code != 0:

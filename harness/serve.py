@@ -32,6 +32,7 @@ from hyperhive.harness.web import WebUI
 
 log = logging.getLogger(__name__)
 CREDENTIAL_POLL = 2.0
+STOP_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,15 @@ async def serve(cfg: AgentConfig, options: ServeOptions) -> None:
             watch_task = tg.create_task(_watch_login(logged_in, cfg, status))
             await stop.wait()
             log.info("stopping")
+            loop.stop()  # a running turn is stopped and nacked before the rest closes
+            watch_task.cancel()
+            try:
+                async with asyncio.timeout(options.claude.grace + STOP_MARGIN):
+                    await asyncio.shield(loop_task)
+            except TimeoutError:
+                loop_task.cancel()
             ui.shutdown.set()
             web.should_exit = True
-            loop_task.cancel()
-            watch_task.cancel()
             await web_task
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

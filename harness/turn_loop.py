@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from hyperhive.harness import events as ev
 from hyperhive.harness.agent_config import AgentConfig
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 RECV_WAIT = 30.0
 RETRY_PAUSE = 1.0
 COMPACT = "/compact"
+T = TypeVar("T")
 RESULT_FIELDS = ("result", "is_error", "num_turns", "duration_ms", "total_cost_usd", "usage")
 
 
@@ -73,6 +75,8 @@ class TurnLoop:
         self.settings = settings or ClaudeSettings()
         self.renew_every = renew_every
         self.direct_mcp = direct_mcp
+        self._stopping = False
+        self._current: asyncio.Future[Any] | None = None
         self._turn = log_.last_turn()
 
     # --- crash recovery -------------------------------------------------------
@@ -105,12 +109,36 @@ class TurnLoop:
         self.cfg.inflight_file.unlink(missing_ok=True)
 
     # --- the loop -------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop between steps: a running turn's claude is stopped and its message nacked."""
+        self._stopping = True
+        if self._current is not None:
+            self._current.cancel()
+
+    async def _interruptible(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a step :meth:`stop` may cut short; the bookkeeping around it always finishes."""
+        task = asyncio.ensure_future(coro)
+        self._current = task
+        try:
+            return await task
+        finally:
+            self._current = None
+
+    @staticmethod
+    def _cancelled_from_outside() -> bool:
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
     async def run(self) -> None:
         await self.recover()
-        while True:
-            await self.logged_in.wait()
+        while not self._stopping:
             try:
-                message = await self.broker.recv(RECV_WAIT)
+                await self._interruptible(self.logged_in.wait())
+                message = await self._interruptible(self.broker.recv(RECV_WAIT))
+            except asyncio.CancelledError:
+                if self._cancelled_from_outside():
+                    raise
+                return
             except HiveError as e:
                 log.warning("recv failed: %s", e.message)
                 await asyncio.sleep(RETRY_PAUSE)  # back off from a broker that is not there
@@ -139,16 +167,21 @@ class TurnLoop:
             self.status.status.add_usage(outcome.result)
             return outcome
 
-        renewer = asyncio.create_task(self._renew(message.id))
-        try:
+        async def attempts() -> TurnOutcome:
             outcome = await attempt(prompt)
             if outcome.prompt_too_long:
                 self.events.append(turn, ev.NOTE, {"text": "prompt is too long: compacting once"})
                 await attempt(COMPACT)
                 outcome = await attempt(prompt)
-        except asyncio.CancelledError:  # shutdown mid-turn: claude is stopped, hand it back
-            await asyncio.shield(self._abandon(turn, message.id))
-            raise
+            return outcome
+
+        renewer = asyncio.create_task(self._renew(message.id))
+        try:
+            outcome = await self._interruptible(attempts())
+        except asyncio.CancelledError:
+            if self._cancelled_from_outside():
+                raise  # inflight.json stays: the next start nacks the message
+            outcome = TurnOutcome(exit_code=None, stopped=True)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -178,14 +211,6 @@ class TurnLoop:
             self.events.append(turn, ev.NOTE, {"text": f"ack/nack failed: {e.message}"})
         self.cfg.inflight_file.unlink(missing_ok=True)
         return outcome.ok
-
-    async def _abandon(self, turn: int, message_id: int) -> None:
-        self.events.append(turn, ev.NOTE, {"text": f"shutdown: message {message_id} returned"})
-        with contextlib.suppress(HiveError):
-            await self.broker.nack(message_id)
-        self.cfg.inflight_file.unlink(missing_ok=True)
-        self.status.status.busy = False
-        self.status.write()
 
     async def _claude(
         self, turn: int, message_id: int, prompt: str, mcp_config: Any

@@ -34,8 +34,9 @@ def claude() -> str:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = start_broker(tmp_path / "hive")
+def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A hive-broker; parametrize it indirectly with a lease in seconds to shorten leases."""
+    b = start_broker(tmp_path / "hive", lease_seconds=getattr(request, "param", 600))
     yield b
     stop(b.proc)
 
