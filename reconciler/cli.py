@@ -369,6 +369,9 @@ def _serve_run(ns: argparse.Namespace) -> int:
     logging.basicConfig(
         level=ns.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per change or HTTP call would drown what an operator needs to read.
+    for chatty in ("watchfiles", "httpx"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     if ns.home is None and ns.run_dir is None and ns.state_dir is None:
         paths = Paths.system()
     else:

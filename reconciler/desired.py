@@ -67,16 +67,21 @@ class DesiredState:
     problems: list[str] = field(default_factory=list)
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """safe_load without anchors/aliases: a 64 KiB alias bomb must not eat the host."""
+#: libyaml when present (the no-op pass never parses, but a cold start parses every file).
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+
+def _safe_load(text: str) -> Any:
+    """safe_load without anchors/aliases: a 64 KiB alias bomb must not eat the host."""
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent):
             raise yaml.composer.ComposerError(
-                None, None, "YAML aliases are not allowed", event.start_mark
+                None,
+                None,
+                "YAML aliases are not allowed",
+                event.start_mark,  # type: ignore[arg-type]  # libyaml's Mark has the same fields
             )
-        return super().compose_node(parent, index)
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
 
 
 @cache
@@ -112,7 +117,7 @@ def parse_agent_yaml(name: str, raw: bytes, path: str) -> tuple[Role, dict[str, 
     except UnicodeDecodeError as e:
         raise SpecError(path, f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from e
     try:
-        doc = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = _safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -221,6 +226,9 @@ def load_folder(repo: pygit2.Repository, name: str, tree: pygit2.Tree) -> AgentS
     return AgentSource(name, role, spec, agent_nix, config_hash(spec, agent_nix))
 
 
+_PortsMemo = tuple[tuple[str, ...], tuple[tuple[str, int], ...], dict[str, int]]
+
+
 class DesiredLoader:
     """Loads commits of one repo, caching validated folders by tree id."""
 
@@ -228,6 +236,9 @@ class DesiredLoader:
         self.repo = repo
         self.hyperhive_rev = hyperhive_rev
         self._cache: dict[str, AgentSource | InvalidAgent] = {}
+        self._ports: tuple[tuple[str, ...], tuple[tuple[str, int], ...], dict[str, int]] | None = (
+            None
+        )
 
     def load(
         self,
@@ -269,7 +280,7 @@ class DesiredLoader:
             else:
                 sources[name] = result
         self._cache = seen  # keep only what HEAD holds, so the cache stays bounded
-        ports = assign_ports(sources, previous_ports or {}, port_in_use or port_is_taken)
+        ports = self._assign(sources, previous_ports or {}, port_in_use or port_is_taken)
         for name, src in sources.items():
             state.agents[name] = Desired(
                 name=name,
@@ -282,6 +293,21 @@ class DesiredLoader:
                 commit=state.commit,
             )
         return state
+
+    def _assign(
+        self,
+        sources: Mapping[str, object],
+        previous: Mapping[str, int],
+        in_use: Callable[[int], bool],
+    ) -> dict[str, int]:
+        """assign_ports, skipped when the agents and the ports they hold are unchanged."""
+        key = (tuple(sorted(sources)), tuple(sorted(previous.items())))
+        if self._ports is not None and self._ports[:2] == key:
+            return self._ports[2]
+        ports = assign_ports(sources, previous, in_use)
+        # Next pass, ``previous`` (the status rows) holds exactly this assignment.
+        self._ports = (key[0], tuple(sorted(ports.items())), ports)
+        return ports
 
 
 def port_is_taken(port: int) -> bool:

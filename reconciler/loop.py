@@ -20,9 +20,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pygit2
 from hyperhive.reconciler import gitrepo, statusfile
@@ -113,10 +114,12 @@ class Reconciler:
         self._all_dirty = True
         self._wake = asyncio.Event()
         self._wake.set()
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[str, asyncio.Future[None]] = {}
         self._limit = asyncio.Semaphore(self.settings.concurrency)
         self._tg: asyncio.TaskGroup | None = None
         self._last_head: str | None = None
+        self._merge_lock = asyncio.Lock()
+        self._loose: set[asyncio.Future[None]] = set()
         #: Set after every finished pass (tests and ``reconcile`` wait on it).
         self.pass_done = asyncio.Condition()
         self.passes = 0
@@ -154,6 +157,7 @@ class Reconciler:
             await self._wake.wait()
             self._wake.clear()
             await self.reconcile_dirty()
+            await asyncio.sleep(0)  # let the workers this pass started begin first
 
     async def reconcile_dirty(self) -> None:
         names: set[str] | None = None if self._all_dirty else set(self._dirty)
@@ -248,9 +252,14 @@ class Reconciler:
             await self._finish_pass()
             return
         snap = await self.snapshot()
-        self._note_head(snap.desired)
         batch: list[AgentStatus] = []
         events: list[Event] = []
+        new_head = self._note_head(snap.desired, events)
+        if new_head:
+            # New desired state: every agent gets this pass, backoff or not.
+            only = None
+            for pending in self.retries.values():
+                pending.at = 0.0
         now = self.clock.now()
         for name in sorted(snap.names if only is None else only & snap.names):
             d = snap.desired.agents.get(name)
@@ -292,31 +301,56 @@ class Reconciler:
                 events.append(Event(name, "exited", o.message or "the agent exited"))
                 self._schedule_retry(name, "crashed")
             self._start_worker(name, actions, snap)
+        if self._inflight:
+            await asyncio.sleep(0)  # workers act first; a thousand status rows can wait
+        fresh = [row.name for row in batch if self.store.get(row.name) is None]
         self.store.write(batch, events)
-        for row in batch:
-            if row.condition("LoggedIn") is None and self.store.get(row.name) is not None:
-                with contextlib.suppress(Exception):
-                    statusfile.read_into(
-                        self.store, row.name, self.paths.agent_state_dir(row.name) / "status.json"
-                    )
+        for name in fresh:  # a status.json written before the agent had a row
+            self._read_status_file(name)
+        if new_head is not None:
+            self._spawn(self._merge_proposed(), "merge-proposed")
         await self._finish_pass()
 
-    def _note_head(self, desired: DesiredState) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Future[None]:
+        """A task owned by the loop's TaskGroup (or a bare one when driven by hand)."""
+        if self._tg is not None:
+            return self._tg.create_task(coro, name=name)
+        task = asyncio.ensure_future(coro)
+        self._loose.add(task)
+        task.add_done_callback(self._loose.discard)
+        return task
+
+    def _read_status_file(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            path = self.paths.agent_state_dir(name) / "status.json"
+            statusfile.read_into(self.store, name, path)
+
+    def _note_head(self, desired: DesiredState, events: list[Event]) -> bool | None:
+        """Record a new applied HEAD: None if unchanged, False on the first pass, else True."""
         if desired.commit == self._last_head:
-            return
+            return None
         first = self._last_head is None
         self._last_head = desired.commit
-        self.store.set_repo_value("applied_head", desired.commit)
-        self.store.set_repo_value("problems", "\n".join(desired.problems))
+        self.store.set_repo_values(
+            {"applied_head": desired.commit, "problems": "\n".join(desired.problems)}
+        )
         if not first:
-            self.store.log("", "applied", f"applied HEAD is {desired.commit[:12]}")
-        with contextlib.suppress(Exception):
-            result = gitrepo.merge_into_proposed(self.paths.applied, self.paths.proposed)
+            events.append(Event("", "applied", f"applied HEAD is {desired.commit[:12]}"))
+        return not first
+
+    async def _merge_proposed(self) -> None:
+        """Merge applied into proposed off the pass (it fetches; the pass must not wait)."""
+        async with self._merge_lock:
+            try:
+                result = await asyncio.to_thread(
+                    gitrepo.merge_into_proposed, self.paths.applied, self.paths.proposed
+                )
+            except Exception as e:  # a broken proposed repo must not stop reconciling
+                log.warning("merging applied into proposed failed: %s", e)
+                self.store.log(MANAGER_AGENT, "proposed_merge_failed", str(e))
+                return
             if result.outcome in ("conflict", "postponed"):
                 self.store.log(MANAGER_AGENT, f"proposed_{result.outcome}", result.message)
-        # A new HEAD is new desired state: every agent gets a pass, backoff or not.
-        if not first:
-            self.enqueue(force=True)
 
     async def _finish_pass(self) -> None:
         self.passes += 1
@@ -324,11 +358,7 @@ class Reconciler:
             self.pass_done.notify_all()
 
     def _start_worker(self, name: str, actions: list[Action], snap: Snapshot) -> None:
-        coro = self._work(name, actions, snap)
-        if self._tg is None:  # driven directly (tests, one-shot reconcile): run inline
-            task = asyncio.ensure_future(coro)
-        else:
-            task = self._tg.create_task(coro, name=f"reconcile-{name}")
+        task = self._spawn(self._work(name, actions, snap), f"reconcile-{name}")
         self._inflight[name] = task
         task.add_done_callback(lambda _t: self._worker_done(name))
 
@@ -403,7 +433,10 @@ class Reconciler:
             if d is None and not error:
                 self.store.write([], events)
             else:
+                fresh = self.store.get(name) is None
                 self.store.write([row], events)
+                if fresh:
+                    self._read_status_file(name)
 
     async def _apply(self, action: Action) -> None:
         """One action, with the broker mailbox opened before and closed after as needed."""
@@ -481,9 +514,14 @@ class Reconciler:
             conds.append(Condition("UpToDate", "True", "CurrentRevision", self.rev))
         previous = self.store.get(name)
         port = d.web_port if d is not None else previous.web_port if previous else None
+        # The commit whose desired state this agent runs: it moves when actions apply it
+        # (a commit that leaves the agent's folder alone changes nothing for it).
+        commit = snap.desired.commit
+        if not applied and previous is not None and previous.applied_commit:
+            commit = previous.applied_commit
         return AgentStatus(
             name=name,
-            applied_commit=snap.desired.commit,
+            applied_commit=commit,
             phase=phase,
             conditions=tuple(conds),
             last_error=error or (invalid.message if invalid else ""),

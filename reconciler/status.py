@@ -221,6 +221,8 @@ class StatusStore:
         changed: list[AgentStatus] = []
         for u in updates:
             old = self._rows.get(u.name)
+            if old is not None and _same(old, u):
+                continue  # the common no-op: skip building a merged row at all
             merged = replace(
                 u,
                 conditions=merge_conditions(old.conditions if old else (), u.conditions, now),
@@ -286,6 +288,17 @@ class StatusStore:
         self._rows[name] = new
         self._notify({name})
 
+    def set_repo_values(self, values: Mapping[str, str]) -> None:
+        """Facts about the applied repo (HEAD, problems), in one transaction."""
+        with self._tx():
+            for key, value in values.items():
+                self.db.execute(
+                    "INSERT INTO repo (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+        self._notify({""})
+
     def set_repo_value(self, key: str, value: str) -> None:
         if self.repo_value(key) == value:
             return
@@ -330,6 +343,24 @@ class StatusStore:
         for listener in self.listeners:
             for name in sorted(names):
                 listener(name)
+
+
+def _same(old: AgentStatus, new: AgentStatus) -> bool:
+    """``new`` (a pass's row) would not change ``old`` (conditions compared without times)."""
+    if (
+        old.phase != new.phase
+        or old.applied_commit != new.applied_commit
+        or old.last_error != new.last_error
+        or old.web_port != new.web_port
+        or (new.report and new.report != old.report)
+    ):
+        return False
+    mine = {c.type: c for c in old.conditions}
+    for c in new.conditions:
+        o = mine.get(c.type)
+        if o is None or (o.status, o.reason, o.message) != (c.status, c.reason, c.message):
+            return False
+    return True
 
 
 class _Transaction:
