@@ -144,6 +144,18 @@ in
       };
     };
 
+    environmentFile = mkOption {
+      type = types.nullOr types.externalPath;
+      default = null;
+      example = "/run/secrets/hyperhive.env";
+      description = ''
+        EnvironmentFile= of hive-c0re: ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
+        and CLAUDE_CODE_* set here are passed on to every agent (without
+        them, the operator logs each agent in through its web UI). Read at
+        start, never copied into the Nix store.
+      '';
+    };
+
     autoUpdate = mkOption {
       type = types.bool;
       default = true;
@@ -206,6 +218,10 @@ in
         message = "services.hive-c0re.dashboard.passwordFile must not be in the Nix store (it is world-readable there); give a path such as /run/secrets/….";
       }
       {
+        assertion = cfg.environmentFile == null || !lib.hasPrefix builtins.storeDir (toString cfg.environmentFile);
+        message = "services.hive-c0re.environmentFile must not be in the Nix store (it holds credentials).";
+      }
+      {
         assertion = underDir "/var/lib" cfg.stateDir;
         message = ''services.hive-c0re.stateDir = "${cfg.stateDir}" must be a plain path under /var/lib/ (systemd StateDirectory=, and no spaces or glob characters: it is bound into containers through EXTRA_NSPAWN_FLAGS).'';
       }
@@ -226,10 +242,9 @@ in
         runtime = mkDefault "nixos-container";
         auto_update = mkDefault cfg.autoUpdate;
         manager = mkDefault cfg.manager.enable;
-        package_source = mkDefault cfg.flakeSource;
       };
       dashboard = {
-        listen_address = mkDefault cfg.dashboard.listenAddress;
+        listen = mkDefault cfg.dashboard.listenAddress;
         port = mkDefault cfg.dashboard.port;
       }
       // lib.optionalAttrs (cfg.dashboard.passwordFile != null) {
@@ -332,6 +347,7 @@ in
         # systemd kills what is left.
         KillMode = "mixed";
         TimeoutStopSec = "30s";
+        EnvironmentFile = lib.optional (cfg.environmentFile != null) (toString cfg.environmentFile);
         # Not set, because nixos-container needs them:
         # - CapabilityBoundingSet: destroy runs umount (CAP_SYS_ADMIN), chattr -i
         #   (CAP_LINUX_IMMUTABLE) and removes files of container users

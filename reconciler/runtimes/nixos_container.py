@@ -246,15 +246,26 @@ class NixosContainerRuntime:
 
     # --- files -------------------------------------------------------------------
     def _write_flake(self, desired: Desired) -> Path:
-        source = self.options.package_source or _env_path("HYPERHIVE_PACKAGE_SOURCE")
-        if source is None:
-            raise PermanentError(
-                "no hyperhive source for the per-agent flakes: run hive-c0re from the "
-                "NixOS module, or set [c0re] package_source"
-            )
+        source = self.flake_source()
         flake_dir = self.paths.flake_dir(desired.name)
         flake.write_flake(flake_dir, desired, source, self.system)
         return flake_dir
+
+    def flake_source(self) -> Path:
+        """The hyperhive flake the agents' flakes take as input.
+
+        ``HYPERHIVE_PACKAGE_SOURCE`` (set by the NixOS module to the flake's
+        own source) wins over ``options.package_source``, which for an
+        installed package points into site-packages rather than at a flake.
+        """
+        source = _env_path("HYPERHIVE_PACKAGE_SOURCE") or self.options.package_source
+        if source is None or not (source / "flake.nix").is_file():
+            raise PermanentError(
+                f"no hyperhive flake source for the per-agent flakes (got {source}): run "
+                "hive-c0re from the NixOS module, or set HYPERHIVE_PACKAGE_SOURCE to a "
+                "hyperhive checkout"
+            )
+        return source
 
     def binds(self, name: str, role: Role) -> list[tuple[str, str]]:
         """(host path, container path) of every bind, each checked to be plain."""

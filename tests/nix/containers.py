@@ -34,6 +34,7 @@ class FakeHost:
     tool_log: Path
     systemctl_log: Path
     systemctl: Path
+    source: Path
 
     @property
     def conf_dir(self) -> Path:
@@ -70,7 +71,7 @@ class FakeHost:
 
     def runtime(self, **options: Any) -> NixosContainerRuntime:
         opts = RuntimeOptions(
-            agent_env={"ANTHROPIC_API_KEY": 'sk-"quoted"'}, package_source=SOURCE, **options
+            agent_env={"ANTHROPIC_API_KEY": 'sk-"quoted"'}, package_source=self.source, **options
         )
         return NixosContainerRuntime(
             self.paths,
@@ -103,6 +104,11 @@ def make_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
     monkeypatch.setenv("FAKE_NIXOS_CONTAINER_LOG", str(tool_log))
     monkeypatch.setenv("FAKE_NIXOS_CONTAINER_COMMAND", json.dumps(["/bin/sh", "-c", AGENT_SCRIPT]))
     monkeypatch.delenv("FAKE_NIXOS_CONTAINER_FAIL", raising=False)
+    monkeypatch.delenv("HYPERHIVE_PACKAGE_SOURCE", raising=False)
+    # A stand-in for the hyperhive flake source (only its path reaches the agents' flakes).
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "flake.nix").write_text("{ outputs = _: { }; }\n")
     paths = Paths.from_home(tmp_path / "hive")
     os.makedirs(paths.state, exist_ok=True)
-    return FakeHost(root, paths, tool_log, systemctl_log, systemctl)
+    return FakeHost(root, paths, tool_log, systemctl_log, systemctl, source)

@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hyperhive.broker.settings import BrokerSettings
+from hyperhive.reconciler.daemon import options_from
+from hyperhive.reconciler.dashboard.app import DashboardSettings
 
 from hyperhive.config import load_config
+from hyperhive.paths import Paths
 
 from .nixeval import eval_error, eval_modules
 
@@ -140,14 +144,20 @@ def test_rendered_config_is_what_the_daemons_read(default: Any, tmp_path: Path) 
         "runtime": "nixos-container",
         "auto_update": True,
         "manager": True,
-        "package_source": default["flakeSource"],
     }
-    assert settings["dashboard"] == {"listen_address": "127.0.0.1", "port": 7000}
+    assert settings["dashboard"] == {"listen": "127.0.0.1", "port": 7000}
     path = tmp_path / "hyperhive.toml"
     path.write_text(toml_of(settings))
+    # Parsed by the daemons' own readers, which refuse unknown keys.
     loaded = load_config(path)
-    assert loaded["c0re"]["auto_update"] is True
-    assert loaded["dashboard"]["port"] == 7000
+    options = options_from(Paths.system(), path)
+    assert options.runtime == "nixos-container"
+    assert options.settings.auto_update is True
+    assert options.settings.manager is True
+    assert DashboardSettings.from_config(loaded["dashboard"]) == DashboardSettings(
+        "127.0.0.1", 7000
+    )
+    assert BrokerSettings.from_config(loaded["broker"]) == BrokerSettings()
 
 
 def test_options_and_settings_flow_into_the_config() -> None:
@@ -166,7 +176,7 @@ def test_options_and_settings_flow_into_the_config() -> None:
     assert s["c0re"]["auto_update"] is False
     assert s["c0re"]["manager"] is True  # settings win over the option
     assert s["dashboard"] == {
-        "listen_address": "127.0.0.1",
+        "listen": "127.0.0.1",
         "port": 7100,
         "password_file": "/run/secrets/dash",
     }
@@ -233,4 +243,15 @@ def test_non_loopback_with_password_file_is_accepted() -> None:
         hive(dashboard={"listenAddress": "0.0.0.0", "passwordFile": "/run/secrets/pw"}),
     )
     assert out["failedAssertions"] == []
-    assert out["settings"]["dashboard"]["listen_address"] == "0.0.0.0"
+    assert out["settings"]["dashboard"]["listen"] == "0.0.0.0"
+
+
+def test_environment_file_passes_credentials_without_the_store() -> None:
+    out = eval_modules("hive-c0re", hive(environmentFile="/run/secrets/hive.env"))
+    sc = out["units"]["hive-c0re"]["serviceConfig"]
+    assert sc["EnvironmentFile"] == ["/run/secrets/hive.env"]
+    assert "EnvironmentFile" not in out["units"]["hive-broker"]["serviceConfig"]
+    stored = eval_modules("hive-c0re", hive(environmentFile="/nix/store/abc-hive.env"))
+    assert stored["failedAssertions"] == [
+        "services.hive-c0re.environmentFile must not be in the Nix store (it holds credentials)."
+    ]

@@ -213,9 +213,14 @@ async def test_missing_package_source_is_permanent(
 ) -> None:
     monkeypatch.delenv("HYPERHIVE_PACKAGE_SOURCE", raising=False)
     rt = host.runtime()
-    rt.options = RuntimeOptions()
-    with pytest.raises(PermanentError, match="package_source"):
+    # What the daemon passes for an installed package: site-packages, not a flake.
+    rt.options = RuntimeOptions(package_source=host.paths.state)
+    with pytest.raises(PermanentError, match="no hyperhive flake source"):
         await rt.apply(act(ActionKind.CREATE, desired("fay")))
+    # The NixOS module's variable wins over it.
+    monkeypatch.setenv("HYPERHIVE_PACKAGE_SOURCE", str(host.source))
+    await rt.apply(act(ActionKind.CREATE, desired("fay")))
+    assert f'"path:{host.source}"' in (host.paths.flake_dir("fay") / "flake.nix").read_text()
 
 
 def test_fake_keeps_the_real_tools_contract(host: FakeHost, tmp_path: Path) -> None:
