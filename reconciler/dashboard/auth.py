@@ -26,12 +26,13 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import Headers
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyperhive.errors import HiveError
 
 COOKIE = "hive_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Headers that keep operator pages out of frames and the token out of Referer.
 SECURITY_HEADERS = {
     "x-frame-options": "DENY",
@@ -106,7 +107,13 @@ class OperatorAuth:
 
     @property
     def csrf(self) -> str:
+        """The dashboard's CSRF token; never handed to an agent."""
         return self._mac("hyperhive-csrf-v1")
+
+    def agent_csrf(self, agent: str) -> str:
+        """The token of one agent's send box. The harness renders it, so the agent knows
+        it: it is good for that agent's ``POST send`` and for nothing on the dashboard."""
+        return self._mac(f"hyperhive-csrf-v1:agent:{agent}")
 
     def token_ok(self, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self.token.encode())
@@ -116,8 +123,9 @@ class OperatorAuth:
             given.encode(), self.password.encode()
         )
 
-    def csrf_ok(self, given: object) -> bool:
-        return isinstance(given, str) and hmac.compare_digest(given.encode(), self.csrf.encode())
+    def csrf_ok(self, given: object, expected: str | None = None) -> bool:
+        want = self.csrf if expected is None else expected
+        return isinstance(given, str) and hmac.compare_digest(given.encode(), want.encode())
 
     def has_session(self, headers: Headers) -> bool:
         raw = headers.get("cookie", "")
@@ -135,6 +143,20 @@ class OperatorAuth:
 
     def set_cookie(self, response: Response) -> None:
         response.set_cookie(COOKIE, self.session, httponly=True, samesite="strict", path="/")
+
+
+def same_origin(scope: Scope, headers: Headers) -> bool:
+    """A browser names the page that sent a POST in ``Origin``; another port is another
+    origin (an agent's UI). No header (a CLI client) is left to the CSRF token."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    return origin == f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+
+
+def forbidden(message: str) -> Response:
+    body = {"ok": False, "error": {"code": "forbidden", "message": message}}
+    return JSONResponse(body, status_code=403, headers=SECURITY_HEADERS)
 
 
 def unauthorized(login: bool) -> Response:
@@ -189,7 +211,11 @@ class OperatorGate:
             self.auth.set_cookie(redirect)
             await redirect(scope, receive, send)
             return
-        if self.auth.has_session(Headers(scope=scope)):
+        headers = Headers(scope=scope)
+        if scope["method"] not in SAFE_METHODS and not same_origin(scope, headers):
+            await forbidden("cross-origin request refused")(scope, receive, send)
+            return
+        if self.auth.has_session(headers):
             await self.app(scope, receive, send)
             return
         response: Response

@@ -11,7 +11,9 @@ agent: c0re checks the CSRF token and sends through the broker's control
 socket ``from: operator``.
 
 The harness learns the CSRF token to render into its forms from the request
-header ``X-Hive-Csrf`` that only this proxy sets.
+header ``X-Hive-Csrf`` that only this proxy sets. It is this agent's own token:
+the agent's code runs in the operator's browser on a same-site origin, so a
+token it knows must be worthless anywhere else (the dashboard has its own).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class AgentWebProxy:
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return self._fail(request, 413, "too_large", "message too large")
         form = await request.form(max_files=0, max_fields=10)
-        if not self.auth.csrf_ok(form.get("csrf")):
+        if not self.auth.csrf_ok(form.get("csrf"), self.auth.agent_csrf(self.agent)):
             return self._fail(request, 403, "csrf", "missing or invalid CSRF token")
         body = form.get("body")
         if not isinstance(body, str) or not body.strip():
@@ -113,7 +115,7 @@ class AgentWebProxy:
             for k, v in request.headers.raw
             if k.decode("latin-1").lower() not in DROP_REQUEST
         ]
-        headers.append((b"x-hive-csrf", self.auth.csrf.encode()))
+        headers.append((b"x-hive-csrf", self.auth.agent_csrf(self.agent).encode()))
         url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         upstream = self.client.build_request(
             request.method, url, headers=headers, content=request.stream()

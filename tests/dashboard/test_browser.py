@@ -96,6 +96,19 @@ async def test_operator_in_the_browser(
     assert status == 403
     assert (await _approval(hive, first))["status"] == "pending"
 
+    # Nor can a page on an agent's port (same site, other origin), even knowing the token.
+    hm1nd_port = next(a["web_port"] for a in (await hive.admin({"cmd": "status"}))["agents"]
+                      if a["name"] == "hm1nd")  # fmt: skip
+    agent_page = await browser_ctx.new_page()
+    await agent_page.goto(f"http://127.0.0.1:{hm1nd_port}/")  # the proxy answers (502 page)
+    csrf = await approvals.locator("input[name=csrf]").first.input_value()
+    await agent_page.evaluate(
+        f"fetch('{hive.url}approvals/{first}/approve', {{method: 'POST', mode: 'no-cors', "
+        f"credentials: 'include', body: new URLSearchParams({{csrf: '{csrf}'}})}})"
+    )
+    assert (await _approval(hive, first))["status"] == "pending"
+    await agent_page.close()
+
     await card.get_by_role("button", name="◆ APPR0VE").click()
     await expect(approvals.locator("#toast")).to_contain_text(f"approval {first} applied")
     # The other page follows without a reload: the status bus → SSE → refresh of <main>.

@@ -130,6 +130,28 @@ async def test_approve_needs_csrf_then_applies(
     assert "applied" in (await client.get(r.headers["location"])).text
 
 
+async def test_agent_origins_cannot_act(
+    client: httpx.AsyncClient, auth: OperatorAuth, hive: Hive
+) -> None:
+    """An agent's page runs in the operator's browser on a same-site origin: its token
+    and its origin are worth nothing on the dashboard."""
+    approval_id = hive.queue.request_spawn("zed", {"model": "haiku"})
+    await login(client, auth)
+    url = f"/approvals/{approval_id}/approve"
+    r = await client.post(url, data={"csrf": auth.agent_csrf("alice")})
+    assert r.status_code == 403
+    r = await client.post(
+        url, data={"csrf": auth.csrf}, headers={"Origin": "http://127.0.0.1:8123"}
+    )
+    assert r.status_code == 403 and "cross-origin" in r.text
+    assert hive.queue.get(approval_id).status == "pending"
+    r = await client.post(
+        url, data={"csrf": auth.csrf}, headers={"Origin": "http://127.0.0.1:7000"}
+    )
+    assert r.status_code == 303
+    assert hive.queue.get(approval_id).status == "applied"
+
+
 async def test_deny_by_fetch_answers_json(
     client: httpx.AsyncClient, auth: OperatorAuth, hive: Hive
 ) -> None:

@@ -86,7 +86,7 @@ async def test_proxy(hive: tuple[Paths, BrokerProcess], tmp_path: Path) -> None:
             seen = r.json()
             assert (seen["path"], seen["query"]) == ("/page", "a=1")
             assert "cookie" not in seen["headers"] and "authorization" not in seen["headers"]
-            assert seen["headers"]["x-hive-csrf"] == auth.csrf
+            assert seen["headers"]["x-hive-csrf"] == auth.agent_csrf("alice") != auth.csrf
             assert "set-cookie" not in r.headers  # the agent plants no cookie
             assert r.headers["x-frame-options"] == "DENY"
             # SSE streams through.
@@ -100,7 +100,11 @@ async def test_proxy(hive: tuple[Paths, BrokerProcess], tmp_path: Path) -> None:
             assert got == ["0", "1", "2"]
             # The send box is served by c0re, never by the agent.
             assert (await c.post("/send", data={"body": "hi"})).status_code == 403
-            r = await c.post("/send", data={"body": "hello alice", "csrf": auth.csrf})
+            for wrong in (auth.csrf, auth.agent_csrf("bob")):  # the dashboard's, another agent's
+                assert (await c.post("/send", data={"body": "x", "csrf": wrong})).status_code == 403
+            r = await c.post(
+                "/send", data={"body": "hello alice", "csrf": auth.agent_csrf("alice")}
+            )
             assert r.status_code == 303
             msgs = (await control(paths, "GET", "/messages?agent=alice")).json()["messages"]
             assert [(m["from"], m["to"], m["body"]) for m in msgs] == [
