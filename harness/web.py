@@ -6,7 +6,7 @@ under a per-process secret, checked on every POST together with ``Origin``.
 The send box posts to ``send``, which c0re's proxy serves (it sends from
 ``operator`` through the broker's control socket); the harness has no
 ``/send`` because an agent cannot send as the operator. When the proxy
-passes its own form token in ``X-Hive-Csrf``, the send box carries that one.
+passes its own form token in ``X-Hive-Csrf``, every form carries that one.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 CSRF_MAX_AGE = 12 * 3600
 PING_SECONDS = 15
 LOGIN_WAIT = 5.0
+PROXY_CSRF_HEADER = "x-hive-csrf"
 
 
 def _template(name: str) -> Template:
@@ -103,11 +104,24 @@ class WebUI:
             ]
         )
 
+    def _form_token(self, request: Request) -> str:
+        """c0re's per-agent token when proxied (so its send box accepts it), else ours."""
+        return request.headers.get(PROXY_CSRF_HEADER) or self.csrf.token()
+
+    def _csrf_ok(self, request: Request, token: object) -> bool:
+        """Through c0re (it strips a client's ``X-Hive-Csrf`` and sets its own, and drops
+        ``Host``): the form must carry that token or ours. Direct: ours, same origin."""
+        proxied = request.headers.get(PROXY_CSRF_HEADER)
+        if proxied is not None:
+            matches = isinstance(token, str) and hmac.compare_digest(token, proxied)
+            return matches or self.csrf.valid(token)
+        return _same_origin(request) and self.csrf.valid(token)
+
     def _status(self) -> str:
         return status_line(self.status.status, self.login.state.phase)
 
     async def page(self, request: Request) -> Response:
-        send_csrf = request.headers.get("x-hive-csrf") or self.csrf.token()
+        send_csrf = self._form_token(request)
         logged_in = self.status.status.logged_in
         html = _template("page.html").substitute(
             name=escape(self.cfg.name),
@@ -159,7 +173,7 @@ class WebUI:
     # --- login ----------------------------------------------------------------
     async def login_page(self, request: Request) -> Response:
         state = self.login.state
-        token = escape(self.csrf.token(), quote=True)
+        token = escape(self._form_token(request), quote=True)
         refresh = ""
         message = f'<p class="error">{escape(state.error)}</p>' if state.error else ""
         if self.status.status.logged_in:
@@ -200,7 +214,7 @@ class WebUI:
 
     async def login_post(self, request: Request) -> Response:
         form = await request.form()
-        if not _same_origin(request) or not self.csrf.valid(form.get("csrf")):
+        if not self._csrf_ok(request, form.get("csrf")):
             return HTMLResponse("<p>stale or missing form token; reload the page</p>", 403)
         code = form.get("code")
         if isinstance(code, str):

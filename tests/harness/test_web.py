@@ -145,6 +145,15 @@ async def test_forms_need_a_valid_token_and_a_matching_origin(tmp_path: Path) ->
         ok = {"csrf": token.group(1), "action": "start"}
         assert (await client.post("/login", data=ok, headers=foreign)).status_code == 403
         assert (await client.post("/login", data=ok)).status_code == 303
+        # through c0re's proxy: Host is dropped, X-Hive-Csrf carries c0re's token
+        proxied = {"Origin": "http://127.0.0.1:8123", "X-Hive-Csrf": "c0re-token"}
+        page = (await client.get("/login", headers=proxied)).text
+        assert 'name="csrf" value="c0re-token"' in page
+        with_proxy_token = {"csrf": "c0re-token", "action": "start"}
+        r = await client.post("/login", data=with_proxy_token, headers=proxied)
+        assert r.status_code == 303
+        wrong = {"csrf": "other", "action": "start"}
+        assert (await client.post("/login", data=wrong, headers=proxied)).status_code == 403
         await served.ui.login.aclose()
 
 
