@@ -27,12 +27,13 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 
-async def watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
-    """Set ``gone`` when the client hangs up (the request body is already read)."""
+async def watch_disconnect(receive: Receive, gone: asyncio.Future[None]) -> None:
+    """Resolve ``gone`` when the client hangs up (the request body is already read)."""
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            gone.set()
+            if not gone.done():
+                gone.set_result(None)
             return
 
 
@@ -52,14 +53,17 @@ def agent_app(mailroom: Mailroom, mailbox: str) -> Starlette:
 
     async def recv(request: Request) -> Response:
         wait = seconds_param(request, "wait", 0.0, mailroom.settings.max_wait)
-        gone = asyncio.Event()
-        watcher = asyncio.ensure_future(watch_disconnect(request.receive, gone))
-        try:
-            msg = await mailroom.recv(mailbox, wait, gone)
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        if wait == 0:
+            msg = await mailroom.recv(mailbox, 0)
+        else:
+            gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            watcher = asyncio.ensure_future(watch_disconnect(request.receive, gone))
+            try:
+                msg = await mailroom.recv(mailbox, wait, gone)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         if msg is None:
             return Response(status_code=204)
         return ok(msg.delivery())

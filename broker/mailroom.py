@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import heapq
 import logging
 import sqlite3
+from collections import deque
 from dataclasses import dataclass, field
 
 from hyperhive.broker import store
@@ -44,13 +47,15 @@ class Mailbox:
     name: str
     ready: list[int] = field(default_factory=list)
     queued: set[int] = field(default_factory=set)
-    waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    #: Parked ``recv`` calls, oldest first. One message wakes one of them, so
+    #: many readers on one mailbox are not all woken for every send.
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
     def push(self, mid: int) -> None:
         if mid not in self.queued:
             self.queued.add(mid)
             heapq.heappush(self.ready, mid)
-        self.wake()
+        self.wake_one()
 
     def pop(self) -> int | None:
         while self.ready:
@@ -60,11 +65,36 @@ class Mailbox:
                 return mid
         return None
 
-    def wake(self) -> None:
+    def park(self, fut: asyncio.Future[None]) -> None:
+        if len(self.waiters) > 64:  # drop the ones that timed out or hung up
+            self.waiters = deque(f for f in self.waiters if not f.done())
+        self.waiters.append(fut)
+
+    def waiting(self) -> int:
+        return sum(not f.done() for f in self.waiters)
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def wake_all(self) -> None:
         for fut in self.waiters:
             if not fut.done():
                 fut.set_result(None)
         self.waiters.clear()
+
+
+def _resolve(fut: asyncio.Future[None], _: object = None) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("recording a delivery failed: %s", fut.exception())
 
 
 class Mailroom:
@@ -81,6 +111,8 @@ class Mailroom:
         self.settings = settings
         self.boxes: dict[str, Mailbox] = {}
         self.leases: dict[int, Lease] = {}
+        #: Delivery counts handed out by this process, ahead of their commit.
+        self.attempts: dict[int, int] = {}
         self.closing = False
         self._lease_changed = asyncio.Event()
 
@@ -117,7 +149,7 @@ class Mailroom:
         def detach(_existed: bool) -> None:
             box = self.boxes.pop(name, None)
             if box is not None:
-                box.wake()
+                box.wake_all()
             for mid in [m for m, lease in self.leases.items() if lease.mailbox == name]:
                 del self.leases[mid]
 
@@ -145,62 +177,63 @@ class Mailroom:
         )
 
     async def recv(
-        self, mailbox: str, wait: float, gone: asyncio.Event | None = None
+        self, mailbox: str, wait: float, gone: asyncio.Future[None] | None = None
     ) -> store.Message | None:
         """Lease the oldest ready message, waiting up to ``wait`` seconds for one.
 
-        ``gone`` is set when the client hangs up: a waiting call then leaves
-        without taking anything, and a message leased in that instant goes
-        straight back to ready (it was never seen, so it is not a failure).
+        ``gone`` resolves when the client hangs up: a waiting call then leaves
+        without taking anything, so no message is leased to a closed socket
+        (and the wake-up it may have used is passed on to the next reader).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
             box = self.boxes.get(mailbox)
-            if self.closing or box is None or (gone is not None and gone.is_set()):
+            if box is None:
+                return None
+            if self.closing or (gone is not None and gone.done()):
+                if box.ready:
+                    box.wake_one()
                 return None
             mid = box.pop()
             if mid is not None:
-                return await self._lease(box, mid, gone)
+                msg = store.message(self.reader, mid)
+                if msg is None or msg.acked_at is not None or msg.dead_at is not None:
+                    continue  # purged with its mailbox meanwhile
+                return self._lease(box, msg)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
             fut: asyncio.Future[None] = loop.create_future()
-            box.waiters.add(fut)
-            waits: list[asyncio.Future[object]] = [fut]  # type: ignore[list-item]
-            gone_task = None
+            box.park(fut)
+            wake = functools.partial(_resolve, fut)
             if gone is not None:
-                gone_task = asyncio.ensure_future(gone.wait())
-                waits.append(gone_task)  # type: ignore[arg-type]
+                gone.add_done_callback(wake)
             try:
-                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                pass
             finally:
-                box.waiters.discard(fut)
+                if gone is not None:
+                    gone.remove_done_callback(wake)
                 fut.cancel()
-                if gone_task is not None:
-                    gone_task.cancel()
 
-    async def _lease(
-        self, box: Mailbox, mid: int, gone: asyncio.Event | None
-    ) -> store.Message | None:
-        lease = Lease(mid, box.name, self.clock.now() + self.settings.lease_seconds)
-        self.leases[mid] = lease
+    def _lease(self, box: Mailbox, msg: store.Message) -> store.Message:
+        """Hand a message out under a new lease.
+
+        The delivery count is committed in the next batch, not awaited: the
+        lease itself lives in memory and dies with the process anyway, so
+        waiting for an fsync here would only add latency. Should the broker
+        crash before that commit, ``attempt`` may repeat; no message is lost.
+        """
+        mid = msg.id
+        attempt = max(msg.attempts, self.attempts.get(mid, 0)) + 1
+        self.attempts[mid] = attempt
+        self.leases[mid] = Lease(mid, box.name, self.clock.now() + self.settings.lease_seconds)
         self._lease_changed.set()
-        try:
-            msg = await self.writer.submit(lambda tx: store.deliver(tx, mid))
-        except BaseException:
-            self._unlease(lease)
-            raise
-        if gone is not None and gone.is_set():
-            self._unlease(lease)
-            return None
-        return msg
-
-    def _unlease(self, lease: Lease) -> None:
-        """Give a lease back without counting a failure (the client never had it)."""
-        if self.leases.get(lease.message_id) is lease and not lease.settling:
-            del self.leases[lease.message_id]
-            self._make_ready(lease.mailbox, lease.message_id)
+        fut = self.writer.submit(lambda tx: store.deliver(tx, mid, attempt))
+        fut.add_done_callback(_log_failure)
+        return dataclasses.replace(msg, attempts=attempt)
 
     def _held(self, mailbox: str, mid: int) -> Lease:
         lease = self.leases.get(mid)
@@ -214,6 +247,7 @@ class Mailroom:
 
         def done(_: None) -> None:
             self.leases.pop(mid, None)
+            self.attempts.pop(mid, None)
 
         try:
             await self.writer.submit(lambda tx: store.ack(tx, mid, mailbox), done)
@@ -236,7 +270,9 @@ class Mailroom:
 
         def done(outcome: store.Failed) -> None:
             self.leases.pop(mid, None)
-            if not outcome.dead:
+            if outcome.dead:
+                self.attempts.pop(mid, None)
+            else:
                 self._make_ready(lease.mailbox, mid)
             if outcome.notice is not None:
                 log.warning("message %d to %s dead-lettered", mid, lease.mailbox)
@@ -288,7 +324,7 @@ class Mailroom:
         """Stop handing out messages: every waiting ``recv`` returns 204 now."""
         self.closing = True
         for box in self.boxes.values():
-            box.wake()
+            box.wake_all()
 
     # --- reading ------------------------------------------------------------------
 
@@ -304,7 +340,7 @@ class Mailroom:
             boxes[name] = {
                 "depth": c["pending"] - held,
                 "leased": held,
-                "waiting": len(self.boxes[name].waiters) if name in self.boxes else 0,
+                "waiting": self.boxes[name].waiting() if name in self.boxes else 0,
                 "acked": c["acked"],
                 "dead": c["dead"],
                 "open": name in self.boxes,

@@ -140,17 +140,10 @@ def insert_message(tx: Tx, sender: str, recipient: str, body: str, key: str | No
     return Sent(mid, True, recipient)
 
 
-def deliver(tx: Tx, mid: int) -> Message:
-    """Count a delivery (``attempt``) before the message leaves for its reader."""
-    tx.conn.execute("UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (mid,))
-    msg = Message.from_row(
-        tx.conn.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?",  # noqa: S608
-            (mid,),
-        ).fetchone()
-    )
-    tx.event("deliver", mid, {"message_id": mid, "to": msg.recipient, "attempt": msg.attempts})
-    return msg
+def deliver(tx: Tx, mid: int, attempt: int) -> None:
+    """Record a delivery. ``max`` keeps it right whatever order batches land in."""
+    tx.conn.execute("UPDATE messages SET attempts = max(attempts, ?) WHERE id = ?", (attempt, mid))
+    tx.event("deliver", mid, {"message_id": mid, "attempt": attempt})
 
 
 def ack(tx: Tx, mid: int, by: str) -> None:
@@ -244,6 +237,14 @@ def pending_ids(conn: sqlite3.Connection, mailbox: str) -> list[int]:
             (mailbox,),
         )
     ]
+
+
+def message(conn: sqlite3.Connection, mid: int) -> Message | None:
+    row = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?",  # noqa: S608
+        (mid,),
+    ).fetchone()
+    return None if row is None else Message.from_row(row)
 
 
 def messages_after(
