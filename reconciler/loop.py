@@ -512,6 +512,7 @@ class Reconciler:
             conds.append(Condition("UpToDate", "False", "StaleRevision", msg))
         else:
             conds.append(Condition("UpToDate", "True", "CurrentRevision", self.rev))
+        conds.extend(runtime_conditions(o))
         previous = self.store.get(name)
         port = d.web_port if d is not None else previous.web_port if previous else None
         # The commit whose desired state this agent runs: it moves when actions apply it
@@ -527,3 +528,26 @@ class Reconciler:
             last_error=error or (invalid.message if invalid else ""),
             web_port=port,
         )
+
+
+def runtime_conditions(o: Observed | None) -> list[Condition]:
+    """What the runtime reports about isolation (``Observed.details``) as conditions."""
+    if o is None:
+        return []
+    out = []
+    enforced = o.details.get("ResourcesEnforced")
+    if isinstance(enforced, bool):
+        reason = str(o.details.get("ResourcesReason", ""))
+        out.append(
+            Condition("ResourcesEnforced", "True", "Enforced", "")
+            if enforced
+            else Condition("ResourcesEnforced", "False", "NotEnforced", reason)
+        )
+    sandbox = o.details.get("Sandbox")
+    if isinstance(sandbox, str):
+        if sandbox == "none":
+            msg = "running WITHOUT a sandbox (--unsafe-no-sandbox; bwrap is missing)"
+            out.append(Condition("Sandboxed", "False", "UnsafeNoSandbox", msg))
+        else:
+            out.append(Condition("Sandboxed", "True", sandbox, ""))
+    return out

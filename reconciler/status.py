@@ -64,7 +64,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-CONDITION_TYPES = ("Ready", "Reconciled", "UpToDate", "LoggedIn")
+CONDITION_TYPES = ("Ready", "Reconciled", "UpToDate", "LoggedIn", "Sandboxed", "ResourcesEnforced")
 EVENTS_KEPT = 10_000
 
 

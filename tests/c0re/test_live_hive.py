@@ -51,6 +51,10 @@ async def test_commit_edit_stop_invalid_remove(hive: LiveHive) -> None:
     await hive.until(lambda: hive.phase_is("alice", "running"), "alice is running")
     assert len(agent_processes("alice")) == 1
     assert hive.paths.mailbox_sock("alice").exists()
+    alice = await hive.agent("alice")
+    assert alice is not None
+    assert condition(alice, "Sandboxed")["status"] == "True"
+    assert condition(alice, "ResourcesEnforced")["status"] == "False"
     await hive.until(
         lambda: _logged_in(hive, "alice"), "status.json becomes LoggedIn=True", timeout=5
     )

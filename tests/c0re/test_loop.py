@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hyperhive.reconciler.desired import default_manager_yaml
 from hyperhive.reconciler.gitrepo import commit_files
-from hyperhive.reconciler.loop import Reconciler
+from hyperhive.reconciler.loop import Reconciler, runtime_conditions
 from hyperhive.reconciler.runtimes.base import Observed, PermanentError, TemporaryError
 
 from hyperhive.clock import FakeClock
@@ -301,3 +301,16 @@ async def test_run_reacts_to_an_operator_git_commit(tmp_path: Path) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await runner
     assert runner.cancelled()
+
+
+def test_runtime_details_become_conditions() -> None:
+    o = Observed(
+        "a",
+        "running",
+        details={"Sandbox": "none", "ResourcesEnforced": False, "ResourcesReason": "no cgroup"},
+    )
+    conds = {c.type: c for c in runtime_conditions(o)}
+    assert conds["Sandboxed"].status == "False" and "WITHOUT" in conds["Sandboxed"].message
+    assert conds["ResourcesEnforced"].message == "no cgroup"
+    assert runtime_conditions(Observed("a", "running")) == []
+    assert runtime_conditions(None) == []
