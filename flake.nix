@@ -59,12 +59,12 @@
             pkgs.ruff
             pkgs.mypy
             pkgs.bubblewrap
-            pkgs.nixfmt-rfc-style
+            pkgs.nixfmt
           ];
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
 
       checks = forAllSystems (
         pkgs:

@@ -118,26 +118,29 @@ class NixosContainerRuntime:
         listed = await self._tool(["list"], timeout=self.tool_timeout)
         if listed.code != 0:
             raise self._failure("list", listed)
+        names = [
+            line.strip().removeprefix(PREFIX)
+            for line in listed.stdout.splitlines()
+            if line.strip().startswith(PREFIX) and is_agent_name(line.strip()[len(PREFIX) :])
+        ]  # other containers on the host are not ours
+        # Each status is a systemctl round trip: ask for all of them at once.
+        statuses = await asyncio.gather(
+            *(self._tool(["status", container_of(n)], timeout=self.tool_timeout) for n in names)
+        )
         out: dict[str, Observed] = {}
-        for line in listed.stdout.splitlines():
-            container = line.strip()
-            name = container.removeprefix(PREFIX)
-            if not container.startswith(PREFIX) or not is_agent_name(name):
-                continue  # not one of ours
-            status = await self._tool(["status", container], timeout=self.tool_timeout)
+        for name, status in zip(names, statuses, strict=True):
             if status.code != 0 and "gone" in status.stdout:
                 continue  # destroyed between list and status
-            up = status.stdout.strip() == "up"
             record = agentfiles.read_record(self.paths, name)
             ours = record is not None and record.runtime == RUNTIME
             out[name] = Observed(
                 name=name,
-                phase="running" if up else "stopped",
+                phase="running" if status.stdout.strip() == "up" else "stopped",
                 config_hash=record.config_hash if ours and record else None,
                 hyperhive_rev=record.hyperhive_rev if ours and record else None,
                 message="" if ours else "container exists without a build record",
                 details={
-                    "container": container,
+                    "container": container_of(name),
                     "flake": str(self.paths.flake_dir(name)),
                     "ResourcesEnforced": True,
                 },

@@ -121,5 +121,52 @@ let
       unfreeClaude = config.nixpkgs.config.allowUnfreePredicate { pname = "claude-code"; name = "claude-code-2.0"; };
       unfreeOther = config.nixpkgs.config.allowUnfreePredicate { pname = "other"; name = "other-1.0"; };
     };
+  # nix/package.nix with buildPythonApplication returning its arguments
+  # (src stays unevaluated: it would copy the tree into the store).
+  package =
+    let
+      names = [
+        "pyyaml"
+        "watchfiles"
+        "pygit2"
+        "starlette"
+        "uvicorn"
+        "aiosqlite"
+        "mcp"
+        "jsonschema"
+        "httpx"
+        "sse-starlette"
+        "python-multipart"
+        "setuptools"
+        "uvloop"
+        "httptools"
+      ];
+      python3Packages = lib'.genAttrs names stubs.drv // {
+        buildPythonApplication = args: args;
+        python.sitePackages = "lib/python3.13/site-packages";
+        uvicorn = stubs.drv "uvicorn" // {
+          optional-dependencies.standard = [
+            (stubs.drv "uvloop")
+            (stubs.drv "httptools")
+          ];
+        };
+      };
+      args = import (root + "/nix/package.nix") {
+        lib = lib';
+        inherit python3Packages;
+        rev = builtins.fromJSON configJson;
+      };
+    in
+    {
+      inherit (args) pname pyproject postInstall pythonImportsCheck;
+      dependencies = map (d: d.name) args.dependencies;
+      buildSystem = map (d: d.name) args.build-system;
+      mainProgram = args.meta.mainProgram;
+    };
 in
-if which == "hive-c0re" then hiveC0re else agent
+if which == "hive-c0re" then
+  hiveC0re
+else if which == "package" then
+  package
+else
+  agent
