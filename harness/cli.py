@@ -93,11 +93,11 @@ def _serve(args: argparse.Namespace, *, manager: bool) -> int:
     except HiveError as e:
         print(f"{'hive-m1nd' if manager else 'hive-ag3nt'}: {e.message}", file=sys.stderr)
         return 2
+    # stderr only: every runtime sends it to /state/harness.log (or the journal).
     logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(cfg.state_dir / "harness.log")],
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per broker call is noise
     claude = args.claude or shutil.which("claude") or "claude"
     login = args.login_command or os.environ.get("HIVE_LOGIN_COMMAND")
     options = ServeOptions(
