@@ -101,6 +101,7 @@ def options_from(
         concurrency=concurrency,
         manager=take(c0re, "manager", bool, True),
     )
+    operator_plane.check_config(config)
     return ServeOptions(
         paths=paths,
         runtime=runtime,

@@ -73,6 +73,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def load_password(password_file: Path | None, host: str) -> str | None:
+    """The operator password, if configured; checked before c0re starts anything."""
+    password: str | None = None
+    if password_file is not None:
+        try:
+            password = password_file.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise AuthConfigError(
+                f"cannot read dashboard password_file {password_file}: {e.strerror}"
+            ) from e
+        if not password:
+            raise AuthConfigError(f"dashboard password_file {password_file} is empty")
+    if not is_loopback(host) and password is None:
+        raise AuthConfigError(
+            f"refusing to listen on non-loopback address {host!r} without [dashboard] password_file"
+        )
+    return password
+
+
 @dataclass(frozen=True)
 class OperatorAuth:
     token: str
@@ -81,22 +100,7 @@ class OperatorAuth:
     @classmethod
     def load(cls, token_path: Path, password_file: Path | None, host: str) -> OperatorAuth:
         """Refuse a non-loopback bind without a password: the token URL is not a login."""
-        password: str | None = None
-        if password_file is not None:
-            try:
-                password = password_file.read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise AuthConfigError(
-                    f"cannot read dashboard password_file {password_file}: {e.strerror}"
-                ) from e
-            if not password:
-                raise AuthConfigError(f"dashboard password_file {password_file} is empty")
-        if not is_loopback(host) and password is None:
-            raise AuthConfigError(
-                f"refusing to listen on non-loopback address {host!r} without "
-                "[dashboard] password_file"
-            )
-        return cls(ensure_token(token_path), password)
+        return cls(ensure_token(token_path), load_password(password_file, host))
 
     def _mac(self, purpose: str) -> str:
         return hmac.new(self.token.encode(), purpose.encode(), hashlib.sha256).hexdigest()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hyperhive.reconciler.approvals import ApprovalQueue
 from hyperhive.reconciler.dashboard.app import DashboardSettings
+from hyperhive.reconciler.dashboard.auth import load_password
 from hyperhive.reconciler.dashboard.bus import StatusBus
 from hyperhive.reconciler.dashboard.commands import approval_commands
 from hyperhive.reconciler.dashboard.relay import BrokerLink
@@ -28,6 +30,15 @@ if TYPE_CHECKING:
     from hyperhive.reconciler.daemon import Hive
 
 log = logging.getLogger(__name__)
+
+
+def check_config(config: Mapping[str, Mapping[str, Any]]) -> None:
+    """Fail ``serve`` with one clear line, before anything starts, on a bad ``[dashboard]``."""
+    section = dict(config.get("dashboard", {}))
+    if section.pop("enable", True) is False:
+        return
+    settings = DashboardSettings.from_config(section)
+    load_password(settings.password_file, settings.host)
 
 
 async def start(hive: Hive, tg: asyncio.TaskGroup) -> None:

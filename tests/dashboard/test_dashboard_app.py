@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from hyperhive.reconciler.dashboard.app import DashboardApp, DashboardSettings
 from hyperhive.reconciler.dashboard.auth import AuthConfigError, OperatorAuth
 from hyperhive.reconciler.dashboard.bus import StatusBus
+from hyperhive.reconciler.dashboard.extension import check_config
 from hyperhive.reconciler.dashboard.relay import BrokerLink
 
+from hyperhive.errors import HiveError
 from hyperhive.paths import Paths
 from tests.dashboard.fakeadmin import FakeAdmin, agent_row
 from tests.dashboard.repos import Hive, agent_yaml
@@ -188,3 +191,21 @@ async def test_partial_refresh_and_static(client: httpx.AsyncClient, auth: Opera
     assert part.startswith("<h1>ag3nts") and "<html" not in part
     assert "EventSource" in (await client.get("/static/hive.js")).text
     assert "--green" in (await client.get("/static/hive.css")).text
+
+
+def test_bad_dashboard_config_stops_serve_early(tmp_path: Path) -> None:
+    """``serve`` checks [dashboard] with the rest of its config: one line, no traceback."""
+    check_config({"dashboard": {"listen": "127.0.0.1", "port": 0}})
+    check_config({"dashboard": {"listen": "0.0.0.0", "enable": False}})
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    check_config({"dashboard": {"listen": "0.0.0.0", "password_file": str(pw)}})
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"listen": "0.0.0.0"}, "without"),
+        ({"port": 70000}, "out of range"),
+        ({"password_file": str(tmp_path / "nope")}, "cannot read"),
+        ({"colour": "green"}, "unknown option"),
+    ]
+    for bad, why in cases:
+        with pytest.raises(HiveError, match=why):
+            check_config({"dashboard": bad})
