@@ -325,6 +325,8 @@ in
       environment = {
         # Builds go through the nix daemon (its sandbox, its substituters).
         NIX_REMOTE = "daemon";
+        # ProtectHome= hides /root: nix keeps its fetcher and eval caches here.
+        XDG_CACHE_HOME = "/var/cache/hyperhive";
         HYPERHIVE_PACKAGE_SOURCE = cfg.flakeSource;
         HYPERHIVE_CONTAINER_CONF_DIR = containerConfDir;
         # /etc/systemd/system is read-only on NixOS; runtime drop-ins for the
@@ -347,6 +349,8 @@ in
         # systemd kills what is left.
         KillMode = "mixed";
         TimeoutStopSec = "30s";
+        CacheDirectory = "hyperhive";
+        CacheDirectoryMode = "0700";
         EnvironmentFile = lib.optional (cfg.environmentFile != null) (toString cfg.environmentFile);
         # Not set, because nixos-container needs them:
         # - CapabilityBoundingSet: destroy runs umount (CAP_SYS_ADMIN), chattr -i

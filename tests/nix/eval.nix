@@ -163,8 +163,25 @@ let
       buildSystem = map (d: d.name) args.build-system;
       mainProgram = args.meta.mainProgram;
     };
+  # The flake's NixOS VM test: its host node evaluates without assertion failures.
+  vmtest =
+    let
+      test = import (root + "/nix/tests/host.nix") { inherit self; };
+      config = evalWith [
+        test.nodes.host
+        { options.virtualisation.memorySize = lib'.mkOption { type = lib'.types.int; }; }
+      ];
+    in
+    {
+      inherit (test) name testScript;
+      failedAssertions = failed config;
+      units = builtins.attrNames config.systemd.services;
+      enable = config.services.hive-c0re.enable;
+    };
 in
-if which == "hive-c0re" then
+if which == "vmtest" then
+  vmtest
+else if which == "hive-c0re" then
   hiveC0re
 else if which == "package" then
   package

@@ -127,6 +127,9 @@ def test_c0re_hardening_leaves_what_nixos_container_needs(default: Any) -> None:
     assert env["HYPERHIVE_PACKAGE_SOURCE"] == default["flakeSource"]
     assert env["HYPERHIVE_CONTAINER_CONF_DIR"] == "/etc/nixos-containers"
     assert env["NIX_REMOTE"] == "daemon"
+    # nix's caches, with /root hidden by ProtectHome=.
+    assert env["XDG_CACHE_HOME"] == "/var/cache/hyperhive"
+    assert sc["CacheDirectory"] == "hyperhive"
     assert default["experimentalFeatures"] == ["nix-command", "flakes"]
 
 
@@ -255,3 +258,17 @@ def test_environment_file_passes_credentials_without_the_store() -> None:
     assert stored["failedAssertions"] == [
         "services.hive-c0re.environmentFile must not be in the Nix store (it holds credentials)."
     ]
+
+
+def test_the_flakes_vm_test_host_is_the_documented_three_lines() -> None:
+    out = eval_modules("vmtest")
+    assert out["enable"] is True
+    assert out["failedAssertions"] == []
+    assert out["units"] == ["hive-broker", "hive-c0re"]
+    script = out["testScript"]
+    for needle in (
+        'wait_for_file("/run/hyperhive/host.sock")',
+        "wait_for_open_port(7000)",
+        "hm1nd",
+    ):
+        assert needle in script
