@@ -83,6 +83,15 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def _zombie(pid: int) -> bool:
+    """Exited but not yet reaped (by whoever inherited it): as good as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().decode(errors="replace").rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 @dataclass
 class Child:
     name: str
@@ -108,7 +117,7 @@ class LocalHive:
     async def main(self) -> int:
         self.paths.run.mkdir(parents=True, exist_ok=True)
         self.paths.state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.stop_leftovers()
+        await self.stop_leftovers()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,23 +194,38 @@ class LocalHive:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.record)
 
-    def stop_leftovers(self) -> None:
-        """Stop the children a crashed ``up`` left behind (matched by pid and start time)."""
+    async def stop_leftovers(self) -> None:
+        """Stop the children a crashed ``up`` left behind (matched by pid and start time).
+
+        c0re gets SIGTERM like the others, which leaves its agents running: the
+        c0re started next adopts them.
+        """
         try:
             data = json.loads(self.record.read_text())
         except (OSError, ValueError):
             return
         if not isinstance(data, dict):
             return
+        alive: dict[int, str] = {}
         for name, info in data.items():
             if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
                 continue
             pid = info["pid"]
-            if pid <= 1 or _start_time(pid) != info.get("start"):
+            start = info.get("start")
+            if pid <= 1 or start is None or _start_time(pid) != start:
                 continue
             self.say(f"stopping leftover {name} (pid {pid})")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
+            alive[pid] = start
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_TIMEOUT
+        while alive and loop.time() < deadline:
+            alive = {p: t for p, t in alive.items() if _start_time(p) == t and not _zombie(p)}
+            await asyncio.sleep(0.05)  # not our children: /proc is all there is to watch
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         self.record.unlink(missing_ok=True)
 
     async def stop_child(self, child: Child) -> None:
