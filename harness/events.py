@@ -31,6 +31,8 @@ MIGRATIONS = [
 ]
 TURN_START, STREAM, TURN_END, NOTE = "turn_start", "stream", "turn_end", "note"
 QUEUE_SIZE = 1000
+#: Events kept across restarts (pruned on start); a turn is typically 5-20 events.
+KEEP_EVENTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,16 @@ def _event(row: tuple[int, str, int, str, str]) -> Event:
 class EventLog:
     """One writer connection; subscribers get every event appended after they joined."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keep: int = KEEP_EVENTS) -> None:
         # NORMAL under WAL loses at most the last events on power loss, never consistency;
         # FULL would fsync every line claude prints.
         self._db = connect(path, MIGRATIONS, synchronous="NORMAL")
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
+        self._prune(keep)
+
+    def _prune(self, keep: int) -> None:
+        """Bound the file: drop all but the newest ``keep`` events (ids never repeat)."""
+        self._db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (keep,))
 
     def close(self) -> None:
         for queue in self._subscribers:

@@ -195,3 +195,14 @@ def test_transcript_escapes_what_claude_and_senders_write(tmp_path: Path) -> Non
 def test_csrf_rejects_malformed_tokens(token: str) -> None:
     assert Csrf(b"k" * 32).valid(token) is False
     assert Csrf(b"k" * 32).valid(Csrf(b"k" * 32).token()) is True
+
+
+def test_old_events_are_pruned_on_start_and_ids_never_repeat(tmp_path: Path) -> None:
+    events = EventLog(tmp_path / "e.sqlite")
+    for n in range(10):
+        events.append(1, STREAM, {"n": n})
+    events.close()
+    events = EventLog(tmp_path / "e.sqlite", keep=3)
+    assert [e.id for e in events.recent()] == [8, 9, 10]
+    assert events.append(2, STREAM, {}).id == 11
+    events.close()
