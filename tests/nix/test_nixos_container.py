@@ -276,3 +276,20 @@ def test_make_reads_the_module_environment(tmp_path: Path, monkeypatch: pytest.M
     assert rt.dropin_dir == tmp_path
     assert rt.tool == str(FAKE)
     assert rt.name == "nixos-container"
+
+
+async def test_a_bind_change_restarts_a_running_container(host: FakeHost) -> None:
+    """A conf from another c0re (say, before a bind was added) is rewritten; nspawn
+    only applies binds at start, so the running container is stopped and started."""
+    rt = host.runtime()
+    d = desired("gus", config_hash="g1")
+    await rt.apply(act(ActionKind.CREATE, d))
+    await rt.apply(act(ActionKind.START, d))
+    before = host.leader("gus")
+    conf = host.conf_dir / "h-gus.conf"
+    old = conf.read_text()
+    conf.write_text(old.replace(":/root/.claude", ":/root/.claude-old"))
+    await rt.apply(act(ActionKind.UPDATE, desired("gus", config_hash="g1")))
+    assert conf.read_text() == old
+    assert host.leader("gus") not in (None, before)
+    assert [a[:2] for a in host.argvs()[-2:]] == [["stop", "h-gus"], ["start", "h-gus"]]
