@@ -23,7 +23,7 @@ from hyperhive.reconciler.runtimes.base import Action, ActionKind, Runtime
 from hyperhive.reconciler.status import StatusStore
 
 from hyperhive.errors import BadRequest, HiveError, NotFound
-from hyperhive.names import validate_agent_name, validate_mailbox_name
+from hyperhive.names import MANAGER_AGENT, validate_agent_name, validate_mailbox_name
 from hyperhive.paths import Paths
 
 MAX_BODY = 64 * 1024
@@ -242,6 +242,8 @@ async def destroy(admin: Admin, req: dict[str, Any]) -> dict[str, Any]:
     """Commit the folder's removal, then Destroy; ``purge`` also drops state, creds and mail."""
     name = required_name(req)
     purge = bool_arg(req, "purge")
+    if name == MANAGER_AGENT and admin.reconciler.settings.manager:
+        raise BadRequest(f"{MANAGER_AGENT} is kept while [c0re] manager = true")
     try:
         sha = await asyncio.to_thread(gitrepo.destroy, admin.paths.applied, name)
     except NotFound:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +268,13 @@ class Reconciler:
                 self._dirty.add(name)  # picked up again when its worker finishes
                 continue
             if self.store.is_suspended(name):
+                # Flux semantics: nothing is done, but what is observed is still shown.
+                row = self._status(name, d, o, snap)
+                paused = Condition(
+                    "Reconciled", "Unknown", "Suspended", f"resume with `hive-c0re resume {name}`"
+                )
+                conds = tuple(paused if c.type == "Reconciled" else c for c in row.conditions)
+                batch.append(replace(row, conditions=conds))
                 continue
             invalid = snap.desired.invalid.get(name)
             if invalid is not None:

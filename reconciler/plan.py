@@ -15,7 +15,7 @@ tests/c0re/test_plan.py, the no-op row first.
 | rev differs        | auto_update off          | (none; UpToDate=False)      |
 | hash differs       | present                  | Update (+ Start/Stop)       |
 | state running      | stopped / failed         | Start                       |
-| state stopped      | running / pending        | Stop                        |
+| state stopped      | running / pending/failed | Stop (a failed one: cleanup)|
 
 Update and Rebuild keep the phase the agent had; the Start/Stop that
 follows converges it to ``spec.state``.
@@ -51,7 +51,7 @@ def plan(
         actions.append(Action(ActionKind.UPDATE, name, desired))
     if desired.wants_running and observed.phase in ("stopped", "failed"):
         actions.append(Action(ActionKind.START, name, desired))
-    elif not desired.wants_running and observed.phase in ("running", "pending"):
+    elif not desired.wants_running and observed.phase in ("running", "pending", "failed"):
         actions.append(Action(ActionKind.STOP, name, desired))
     return actions
 

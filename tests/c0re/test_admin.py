@@ -119,12 +119,13 @@ REFUSALS: list[tuple[dict[str, object], str]] = [
     ({"cmd": "rollback", "name": "hm1nd", "rev": "--help"}, "bad_request"),
     ({"cmd": "rollback", "name": "hm1nd", "rev": "deadbeef"}, "not_found"),
     ({"cmd": "destroy", "name": "ghost"}, "not_found"),
-    ({"cmd": "destroy", "name": "hm1nd", "purge": "yes"}, "bad_request"),
+    ({"cmd": "destroy", "name": "alice", "purge": "yes"}, "bad_request"),
     ({"cmd": "events", "limit": 0}, "bad_request"),
     ({"cmd": "send", "to": "alice", "body": ""}, "bad_request"),
     ({"cmd": "send", "to": "x;y", "body": "hi"}, "bad_request"),
     ({"cmd": "status", "name": "ghost"}, "not_found"),
     ({"cmd": "kill", "name": "ghost"}, "not_found"),
+    ({"cmd": "destroy", "name": "hm1nd"}, "bad_request"),
 ]
 
 

@@ -219,6 +219,12 @@ async def test_suspend_leaves_agent_alone_and_resume_converges(tmp_path: Path) -
     assert rt.agents["alice"].phase == "running"
     row = rec.store.get("alice")
     assert row is not None and row.suspended and row.to_json()["suspended"] is True
+    assert row.condition("Reconciled").reason == "Suspended"  # type: ignore[union-attr]
+    rt.crash("alice")  # still observed and shown, not acted on
+    rec.enqueue("alice")
+    await settle(rec)
+    assert rec.store.get("alice").phase == "failed"  # type: ignore[union-attr]
+    assert rt.calls[("start", "alice")] == 1
     rec.store.set_suspended("alice", False)
     rec.enqueue("alice", force=True)
     await settle(rec)

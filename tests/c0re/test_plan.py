@@ -38,7 +38,7 @@ C, U, S, T, D, R = (
 ROWS = [
     ("no-op running", desired(), observed(), True, []),
     ("no-op stopped", desired("stopped"), observed("stopped"), True, []),
-    ("no-op stopped after failure", desired("stopped"), observed("failed"), True, []),
+    ("stopped after failure: clean up", desired("stopped"), observed("failed"), True, [T]),
     ("nothing either side", None, None, True, []),
     ("pending and wanted running", desired(), observed("pending"), True, []),
     ("create running", desired(), None, True, [C, S]),
