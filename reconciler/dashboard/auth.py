@@ -14,13 +14,13 @@ another port is same-site, so the cookie alone proves nothing) cannot read it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -92,15 +92,40 @@ def load_password(password_file: Path | None, host: str) -> str | None:
     return password
 
 
-@dataclass(frozen=True)
 class OperatorAuth:
-    token: str
-    password: str | None = None
+    """The operator's secrets. With ``token_path`` the token follows the file: ``up``
+    (re)writes it after c0re started, and rotating it revokes every session at once."""
+
+    def __init__(
+        self, token: str, password: str | None = None, *, token_path: Path | None = None
+    ) -> None:
+        self._token = token
+        self.password = password
+        self.token_path = token_path
+        self._stamp: tuple[int, int, int] | None = None
 
     @classmethod
     def load(cls, token_path: Path, password_file: Path | None, host: str) -> OperatorAuth:
         """Refuse a non-loopback bind without a password: the token URL is not a login."""
-        return cls(ensure_token(token_path), load_password(password_file, host))
+        password = load_password(password_file, host)
+        return cls(ensure_token(token_path), password, token_path=token_path)
+
+    @property
+    def token(self) -> str:
+        if self.token_path is None:
+            return self._token
+        try:
+            st = self.token_path.stat()
+        except OSError:
+            return self._token  # keep the last good token rather than lock the operator out
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            with contextlib.suppress(OSError):
+                value = self.token_path.read_text(encoding="utf-8").strip()
+                if value:
+                    self._token = value
+            self._stamp = stamp
+        return self._token
 
     def _mac(self, purpose: str) -> str:
         return hmac.new(self.token.encode(), purpose.encode(), hashlib.sha256).hexdigest()

@@ -222,6 +222,8 @@ class ProxyFleet:
         self.broker = broker
         self.web_sock = web_sock
         self.open: dict[str, tuple[int, Listener, AgentWebProxy]] = {}
+        #: Agents whose port could not be bound (held by another program), by port.
+        self.failed: dict[str, int] = {}
 
     async def sync(self, wanted: Mapping[str, int]) -> None:
         for name in [n for n, (port, _, _) in self.open.items() if wanted.get(n) != port]:
@@ -234,9 +236,12 @@ class ProxyFleet:
                 listener = Listener.start(proxy.asgi, self.host, port, name)
             except OSError as e:
                 await proxy.aclose()
-                log.warning("cannot listen for %s's web UI on %s:%d: %s", name, self.host,
-                            port, e.strerror)  # fmt: skip
+                if self.failed.get(name) != port:  # said once; retried quietly on every sync
+                    log.warning("cannot listen for %s's web UI on %s:%d: %s", name, self.host,
+                                port, e.strerror)  # fmt: skip
+                self.failed[name] = port
                 continue
+            self.failed.pop(name, None)
             self.open[name] = (port, listener, proxy)
             log.info("proxying %s's web UI on http://%s:%d/", name, self.host, port)
 

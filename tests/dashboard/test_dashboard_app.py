@@ -92,6 +92,21 @@ async def test_session_required(client: httpx.AsyncClient, auth: OperatorAuth) -
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
 
 
+async def test_rotating_the_token_file_revokes_sessions(
+    client: httpx.AsyncClient, auth: OperatorAuth, tmp_path: Path
+) -> None:
+    """``up`` rewrites the token after c0re started: the file, not memory, is the truth."""
+    await login(client, auth)
+    old = auth.token
+    path = Paths.from_home(tmp_path).operator_token
+    path.write_text("a-brand-new-token-from-up\n")
+    assert auth.token == "a-brand-new-token-from-up"
+    assert (await client.get("/", headers={"X-Hive-Partial": "1"})).status_code == 303
+    assert (await client.get(f"/?token={old}")).status_code == 401
+    assert (await client.get("/?token=a-brand-new-token-from-up")).status_code == 303
+    assert (await client.get("/")).status_code == 200
+
+
 async def test_login_form(client: httpx.AsyncClient, auth: OperatorAuth) -> None:
     assert "operator token" in (await client.get("/login")).text
     assert (await client.post("/login", data={"secret": "nope"})).status_code == 403
