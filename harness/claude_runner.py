@@ -65,6 +65,8 @@ class TurnOutcome:
             return "stopped: the harness is shutting down"
         if self.result is not None and self.result.get("is_error"):
             return str(self.result.get("result", "error"))[:500]
+        if self.exit_code is None:
+            return self.stderr.strip() or "claude did not run"
         if self.exit_code != 0:
             return f"claude exited with {self.exit_code}: {self.stderr[-500:].strip()}"
         if self.result is None:
