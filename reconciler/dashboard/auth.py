@@ -33,10 +33,11 @@ from hyperhive.errors import HiveError
 
 COOKIE = "hive_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Headers that keep operator pages out of frames and the token out of Referer.
+#: Headers that keep operator pages out of frames and any URL out of other origins' Referer.
 SECURITY_HEADERS = {
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # Not no-referrer: with it Chromium sends ``Origin: null`` on a same-origin form POST.
+    "referrer-policy": "same-origin",
     "x-content-type-options": "nosniff",
     "cache-control": "no-store",
 }

@@ -125,6 +125,22 @@ async def test_operator_in_the_browser(
     await expect(approvals.locator("nav .count")).to_have_count(0)  # the nav follows too
     await shot(approvals, artifacts, "approvals-decided")
 
+    # Without JavaScript the forms still work: POST, 303 back to the page.
+    third = (await hive.manager({"cmd": "request_spawn", "name": "carol", "spec": {}}))["id"]
+    assert browser_ctx.browser is not None
+    plain = await browser_ctx.browser.new_context(
+        java_script_enabled=False, storage_state=await browser_ctx.storage_state()
+    )
+    nojs = await plain.new_page()
+    await nojs.goto(f"{hive.url}approvals")
+    card = nojs.locator(f"#approval-{third}")
+    await card.get_by_label("note to hm1nd").fill("no js, still no")
+    await card.get_by_role("button", name="✕ DENY").click()
+    await expect(nojs.locator(".flash")).to_contain_text(f"approval {third} denied")
+    assert nojs.url.startswith(f"{hive.url}approvals?msg=")
+    assert (await _approval(hive, third))["note"] == "no js, still no"
+    await plain.close()
+
     page = await browser_ctx.new_page()
     await page.goto(f"{hive.url}agents/alice")
     await expect(page.locator("h1")).to_contain_text("alice")
@@ -148,7 +164,7 @@ async def test_operator_in_the_browser(
     await page.goto(f"{hive.url}agents/alice")
     await shot(page, artifacts, "agent-narrow")
 
-    fresh = await browser_ctx.browser.new_page()  # type: ignore[union-attr]
+    fresh = await browser_ctx.browser.new_page()
     await fresh.goto(hive.url)
     await expect(fresh.locator("label")).to_contain_text("operator token")
     await shot(fresh, artifacts, "login")
