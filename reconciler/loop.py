@@ -519,7 +519,7 @@ class Reconciler:
             conds.append(Condition("UpToDate", "False", "StaleRevision", msg))
         else:
             conds.append(Condition("UpToDate", "True", "CurrentRevision", self.rev))
-        conds.extend(runtime_conditions(o))
+        conds.extend(runtime_conditions(o, wants_resources=d is not None and "resources" in d.spec))
         previous = self.store.get(name)
         port = d.web_port if d is not None else previous.web_port if previous else None
         # The commit whose desired state this agent runs: it moves when actions apply it
@@ -537,13 +537,16 @@ class Reconciler:
         )
 
 
-def runtime_conditions(o: Observed | None) -> list[Condition]:
-    """What the runtime reports about isolation (``Observed.details``) as conditions."""
+def runtime_conditions(o: Observed | None, *, wants_resources: bool = True) -> list[Condition]:
+    """What the runtime reports about isolation (``Observed.details``) as conditions.
+
+    ``ResourcesEnforced`` only appears for an agent whose spec sets ``resources``.
+    """
     if o is None:
         return []
     out = []
     enforced = o.details.get("ResourcesEnforced")
-    if isinstance(enforced, bool):
+    if isinstance(enforced, bool) and wants_resources:
         reason = str(o.details.get("ResourcesReason", ""))
         out.append(
             Condition("ResourcesEnforced", "True", "Enforced", "")

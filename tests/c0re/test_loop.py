@@ -319,4 +319,5 @@ def test_runtime_details_become_conditions() -> None:
     assert conds["Sandboxed"].status == "False" and "WITHOUT" in conds["Sandboxed"].message
     assert conds["ResourcesEnforced"].message == "no cgroup"
     assert runtime_conditions(Observed("a", "running")) == []
+    assert [c.type for c in runtime_conditions(o, wants_resources=False)] == ["Sandboxed"]
     assert runtime_conditions(None) == []
