@@ -224,3 +224,17 @@ def test_bad_dashboard_config_stops_serve_early(tmp_path: Path) -> None:
     for bad, why in cases:
         with pytest.raises(HiveError, match=why):
             check_config({"dashboard": bad})
+
+
+async def test_password_login(hive: Hive, tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("correct horse\n")
+    auth = OperatorAuth.load(tmp_path / "tok", pw, "0.0.0.0")
+    app = DashboardApp(FakeAdmin(hive.queue, []), auth, StatusBus(), BrokerLink(tmp_path / "b"))
+    transport = httpx.ASGITransport(app=app.asgi())
+    async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.5:7000") as c:
+        assert "password or operator token" in (await c.get("/login")).text
+        assert (await c.post("/login", data={"secret": "wrong horse"})).status_code == 403
+        r = await c.post("/login", data={"secret": "correct horse"})
+        assert r.status_code == 303 and "hive_session=" in r.headers["set-cookie"]
+        assert (await c.get("/approvals")).status_code == 200
