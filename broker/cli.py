@@ -63,9 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = Paths.from_home(args.home)
     else:
         paths = Paths(run=args.run_dir.absolute(), state=args.state_dir.absolute())
-    # The writer thread re-takes the GIL after every sqlite call; with the
-    # default 5 ms switch interval a busy event loop makes each of those wait,
-    # and commits crawl. 0.5 ms keeps both threads moving.
+    # The commit thread must re-take the GIL after each fsync; with the default
+    # 5 ms switch interval a busy event loop would hold every commit up that long.
     sys.setswitchinterval(0.0005)
     broker = Broker(paths, settings)
     try:

@@ -88,6 +88,7 @@ class Listener:
             lifespan="off",
             log_config=None,
             access_log=False,
+            proxy_headers=False,
             date_header=False,
             server_header=False,
             timeout_graceful_shutdown=5,

@@ -135,7 +135,7 @@ def insert_message(tx: Tx, sender: str, recipient: str, body: str, key: str | No
         (sender, recipient, body, key, tx.now, acked_at),
     )
     mid = int(cur.lastrowid or 0)
-    message = {"id": mid, "from": sender, "to": recipient, "body": body, "sent_at": rfc3339(tx.now)}
+    message = {"id": mid, "from": sender, "to": recipient, "body": body, "sent_at": tx.now_text}
     tx.event("send", mid, {"message": message})
     return Sent(mid, True, recipient)
 
@@ -267,7 +267,7 @@ def messages_after(
 def events_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, str, str]]:
     """``(id, kind, data)`` of retained events after ``after``, for SSE replay."""
     return [
-        (eid, kind, render_event(eid, kind, at, data))
+        (eid, kind, render_event(eid, kind, rfc3339(at), data))
         for eid, kind, at, data in conn.execute(
             "SELECT id, kind, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
             (after, limit),

@@ -1,11 +1,14 @@
-"""The one writer: a thread that group-commits every change to ``broker.sqlite``.
+"""The one writer: group-commits every change to ``broker.sqlite``.
 
-Callers on the event loop submit a job (a function of a :class:`Tx`); the
-thread takes every job queued so far, runs them in one ``BEGIN IMMEDIATE``
-transaction (each inside its own savepoint, so one failing job does not undo
-its neighbours), commits once — one fsync for the whole batch — and only then
-hands the results back to the loop. So a ``201`` is never sent for a send
-that is not on disk, and under load many sends share one fsync.
+Callers on the event loop submit a job (a function of a :class:`Tx`). The
+writer takes every job queued so far, runs their statements in one
+``BEGIN IMMEDIATE`` transaction on the loop thread (a few microseconds each),
+and hands only the ``COMMIT`` — the fsync — to a dedicated commit thread,
+which runs without the GIL. Jobs that arrive meanwhile queue up and form the
+next batch. Only after the commit are the results handed back, so a ``201``
+is never sent for a send that is not on disk, and under load many sends
+share one fsync. (Running the statements on a thread of their own would
+make every one of them wait for the busy loop to yield the GIL.)
 
 After the commit the loop runs, in commit order, each job's ``on_commit``
 (the in-memory effects: ready queues, wake-ups) and publishes the batch's
@@ -19,9 +22,9 @@ import asyncio
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -51,6 +54,9 @@ class Tx:
     def __init__(self, conn: sqlite3.Connection, now: float) -> None:
         self.conn = conn
         self.now = now
+        #: The batch time as RFC 3339, formatted once: strftime is slow and
+        #: every job in the batch shares the same time.
+        self.now_text = rfc3339(now)
         self.events: list[Event] = []
 
     def event(self, kind: str, message_id: int | None, data: dict[str, Any]) -> int:
@@ -61,16 +67,16 @@ class Tx:
             (kind, message_id, self.now, payload),
         )
         eid = int(cur.lastrowid or 0)
-        self.events.append(Event(eid, kind, render_event(eid, kind, self.now, payload)))
+        self.events.append(Event(eid, kind, render_event(eid, kind, self.now_text, payload)))
         return eid
 
 
-def render_event(eid: int, kind: str, at: float, payload: str) -> str:
+def render_event(eid: int, kind: str, at: str, payload: str) -> str:
     """The SSE ``data:`` line of an event, the same when live and when replayed."""
-    head = json.dumps({"id": eid, "kind": kind, "at": rfc3339(at)}, separators=(",", ":"))
+    head = f'{{"id":{eid},"kind":"{kind}","at":"{at}"'
     if payload == "{}":
-        return head
-    return head[:-1] + "," + payload[1:]
+        return head + "}"
+    return head + "," + payload[1:]
 
 
 @dataclass
@@ -96,86 +102,99 @@ class Writer:
         self._clock = clock
         self._publish = publish
         self._jobs: list[_Job[Any]] = []
-        self._cv = threading.Condition()
+        self._busy = False
         self._stopping = False
+        self._drained = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._fsync: ThreadPoolExecutor | None = None
         self.batches = 0
         self.jobs_done = 0
         self.commit_seconds = 0.0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="broker-writer", daemon=True)
-        self._thread.start()
+        self._fsync = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-commit")
 
     async def stop(self) -> None:
-        """Commit everything already submitted, then end the thread."""
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        # Let the last batch's callbacks run before the caller closes anything.
-        await asyncio.sleep(0)
+        """Commit everything already submitted, then end the commit thread."""
+        self._stopping = True
+        if self._busy:
+            await self._drained.wait()
+        if self._fsync is not None:
+            self._fsync.shutdown(wait=True)
 
     def submit(
         self, run: Callable[[Tx], T], on_commit: Callable[[T], None] | None = None
     ) -> asyncio.Future[T]:
         if self._loop is None:
             raise RuntimeError("writer not started")
+        if self._stopping:
+            raise ShuttingDown("the broker is shutting down")
         fut: asyncio.Future[T] = self._loop.create_future()
-        with self._cv:
-            if self._stopping:
-                raise ShuttingDown("the broker is shutting down")
-            self._jobs.append(_Job(run, on_commit, fut))
-            if len(self._jobs) == 1:
-                self._cv.notify()
+        self._jobs.append(_Job(run, on_commit, fut))
+        if not self._busy:
+            # Start on the next loop turn, so jobs submitted in this one join the batch.
+            self._busy = True
+            self._drained.clear()
+            self._loop.call_soon(self._next_batch)
         return fut
 
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._jobs and not self._stopping:
-                    self._cv.wait()
-                if not self._jobs:
-                    return
-                batch = self._jobs[:MAX_BATCH]
-                del self._jobs[:MAX_BATCH]
-            self._commit(batch)
-            if self._loop is None:
-                return
-            try:
-                self._loop.call_soon_threadsafe(self._finish, batch)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                return
-
-    def _commit(self, batch: list[_Job[Any]]) -> None:
-        """One transaction for the batch; a failing job is isolated on a second try.
-
-        The fast path runs the jobs back to back: a savepoint per job would
-        double the statements (and the writer's GIL hand-offs) for a failure
-        that almost never happens. If a job does raise, the transaction is
-        rolled back and the batch is run again with a savepoint around each
-        job, so only that job fails.
-        """
+    def _next_batch(self) -> None:
+        """Run the queued jobs' statements here, then COMMIT on the commit thread."""
+        if not self._jobs:
+            self._busy = False
+            self._drained.set()
+            return
+        if self._loop is None or self._fsync is None:
+            raise RuntimeError("writer not started")
+        batch = self._jobs[:MAX_BATCH]
+        del self._jobs[:MAX_BATCH]
         started = time.perf_counter()
         try:
             if not self._attempt(batch, isolate=False):
                 self._attempt(batch, isolate=True)
         except sqlite3.Error as e:
-            log.exception("commit of a batch of %d failed", len(batch))
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            for job in batch:
-                job.error = HiveError(f"storage error: {e}", code="storage")
-                job.events = []
+            self._failed(batch, e)
+            self._loop.call_soon(self._next_batch)
+            return
+        commit = self._loop.run_in_executor(self._fsync, self._commit_now)
+        commit.add_done_callback(lambda f: self._committed(batch, f, started))
+
+    def _commit_now(self) -> None:
+        """On the commit thread: the fsync, without holding the GIL."""
+        self._conn.execute("COMMIT")
+
+    def _committed(
+        self, batch: list[_Job[Any]], commit: asyncio.Future[None], started: float
+    ) -> None:
+        error = commit.exception()
+        if error is None:
+            self._finish(batch)
+        else:
+            self._failed(batch, error)
         self.batches += 1
         self.jobs_done += len(batch)
         self.commit_seconds += time.perf_counter() - started
+        self._next_batch()
+
+    def _failed(self, batch: list[_Job[Any]], error: BaseException) -> None:
+        log.error("commit of a batch of %d failed: %s", len(batch), error)
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        for job in batch:
+            job.events = []
+            if not job.future.done():
+                job.future.set_exception(HiveError(f"storage error: {error}", code="storage"))
 
     def _attempt(self, batch: list[_Job[Any]], *, isolate: bool) -> bool:
-        """Run and commit the batch; False (rolled back) if a job failed on the fast path."""
+        """Run the batch's statements in one open transaction (COMMIT comes after).
+
+        The fast path runs the jobs back to back: a savepoint per job would
+        double the statements for a failure that almost never happens. If a
+        job raises, the transaction is rolled back and this runs again with a
+        savepoint around each job, so only that job fails. False means
+        "rolled back, run me isolated".
+        """
         conn = self._conn
         tx = Tx(conn, self._clock.now())
         conn.execute("BEGIN IMMEDIATE")
@@ -196,7 +215,6 @@ class Writer:
             if isolate:
                 conn.execute("RELEASE job")
             job.events = tx.events[mark:]
-        conn.execute("COMMIT")
         return True
 
     def _finish(self, batch: list[_Job[Any]]) -> None:
