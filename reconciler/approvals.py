@@ -414,6 +414,12 @@ class ApprovalQueue:
             raise Refused("hm1nd may not change its own role")
         if folder != MANAGER_AGENT and role == "manager":
             raise Refused(f"{folder}: role 'manager' is reserved for hm1nd")
+        top = repos.root(commit)[folder]
+        if isinstance(top, pygit2.Tree):
+            try:  # the loader's own folder rules (agent.nix, sizes), so what is approved loads
+                desired.load_folder(repos.applied, folder, top)
+            except desired.SpecError as e:
+                raise Refused(e.message) from e
 
     def _validated(self, folder: str, data: bytes) -> Mapping[str, Any]:
         try:

@@ -47,6 +47,8 @@ REFUSED: list[tuple[str, dict[str, bytes | None], str]] = [
     ("hm1nd deletes itself", {"hm1nd/agent.yaml": None}, "may not delete itself"),
     ("another agent claims manager", {"alice/agent.yaml": agent_yaml("alice", role="manager")},
      "manager"),
+    ("agent.nix with a NUL byte", {"alice/agent.nix": b"{ }\x00"}, "NUL"),
+    ("agent.nix not UTF-8", {"alice/agent.nix": b"\xff\xfe"}, "UTF-8"),
     ("a NUL in a string", {"alice/agent.yaml": agent_yaml("alice", systemPrompt="a\x00b")},
      "invalid"),
 ]  # fmt: skip
