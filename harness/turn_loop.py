@@ -36,7 +36,8 @@ from hyperhive.errors import HiveError
 
 log = logging.getLogger(__name__)
 RECV_WAIT = 30.0
-RETRY_PAUSE = 1.0
+RETRY_PAUSE = 0.5
+MAX_RETRY_PAUSE = 10.0
 COMPACT = "/compact"
 T = TypeVar("T")
 RESULT_FIELDS = ("result", "is_error", "num_turns", "duration_ms", "total_cost_usd", "usage")
@@ -131,8 +132,11 @@ class TurnLoop:
 
     async def run(self) -> None:
         await self.recover()
+        pause = 0.0
         while not self._stopping:
             try:
+                if pause:  # back off from a broker that is not there (yet)
+                    await self._interruptible(asyncio.sleep(pause))
                 await self._interruptible(self.logged_in.wait())
                 message = await self._interruptible(self.broker.recv(RECV_WAIT))
             except asyncio.CancelledError:
@@ -140,9 +144,13 @@ class TurnLoop:
                     raise
                 return
             except HiveError as e:
-                log.warning("recv failed: %s", e.message)
-                await asyncio.sleep(RETRY_PAUSE)  # back off from a broker that is not there
+                if not pause:
+                    log.warning("recv failed (retrying with backoff): %s", e.message)
+                pause = min(max(pause * 2, RETRY_PAUSE), MAX_RETRY_PAUSE)
                 continue
+            if pause:
+                log.info("broker reachable again")
+                pause = 0.0
             if message is not None:
                 await self.handle(message)
 

@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from tests.harness.conftest import Hive
-from tests.harness.hive import claude_pids, group_alive, wait_for
+from tests.harness.hive import claude_pids, group_alive, start_broker, stop, wait_for
 
 
 def _echo(hive: Hive, body: str) -> bool:
@@ -98,3 +98,17 @@ def test_a_turn_longer_than_the_lease_keeps_it_by_renewing(hive: Hive) -> None:
     notes = [e["data"]["text"] for e in bob.events() if e["kind"] == "note"]
     assert not any(n.startswith("ack/nack failed") for n in notes), notes
     assert [e["turn"] for e in bob.events() if e["kind"] == "turn_start"] == [1]
+
+
+@pytest.mark.slow
+def test_harness_rides_out_a_broker_restart(hive: Hive) -> None:
+    bob = hive.harness("bob")
+    stop(hive.broker.proc)  # the broker goes away under a harness waiting in recv
+    wait_for(lambda: "recv failed" in bob.log.read_text(), what="the harness to notice")
+    hive.broker = start_broker(hive.home / "hive")  # re-creates bob's socket from its store
+    try:
+        hive.broker.send("bob", "still there?")
+        wait_for(lambda: _echo(hive, "still there?"), timeout=60, what="the echo after restart")
+    finally:
+        bob.stop()
+        stop(hive.broker.proc)
