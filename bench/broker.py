@@ -12,6 +12,7 @@ saturates a core long before the broker does and would measure itself.
    stamp in the body (system-wide, so comparable across processes).
 2. Throughput: 100 agents each send as fast as they can from their own socket
    (4 worker processes, 25 connections each); every 201 is a committed send.
+   The writer's mean batch (jobs per commit) is printed from ``/stats``.
 3. Baseline, same run, same disk: raw sqlite in the broker's shape — 100
    producer threads each waiting for its row's commit, one writer thread
    group-committing the broker's two rows per message (message + event) with
@@ -319,9 +320,10 @@ async def parent() -> None:
             f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms"
             f"  (goal p50 ≤ 2, p99 ≤ 10; send 201 p50 {lat['send_201_p50_ms']:.2f} ms)"
         )
+        _, before = await control.call("GET", "/stats")
         thr = await throughput_run(home, names)
-        _, stats = await control.call("GET", "/stats")
-        wr = stats["writer"]
+        _, after = await control.call("GET", "/stats")
+        wr = {k: after["writer"][k] - before["writer"][k] for k in ("jobs", "batches")}
         print(
             f"durable send throughput, {AGENTS} concurrent senders: "
             f"{thr['per_second']:.0f} msg/s ({thr['messages']:.0f} in {THROUGHPUT_SECONDS:.0f} s;"

@@ -1,7 +1,7 @@
 """The broker process: one event loop, one TaskGroup, every resource opened in a lifespan.
 
-:class:`Broker` opens ``broker.sqlite`` (a write connection for the writer
-thread and a read connection for the loop), rebuilds memory, and serves the
+:class:`Broker` opens ``broker.sqlite`` (the writer's connection and a
+read-only one for the loop), rebuilds memory, and serves the
 control socket plus one socket per stored mailbox. Its ``run()`` lifespan owns
 a single TaskGroup: listeners, lease expiry and retention all live there.
 

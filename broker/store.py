@@ -1,8 +1,8 @@
 """``broker.sqlite``: the schema and every statement the broker runs.
 
-Write functions take a :class:`~hyperhive.broker.writer.Tx` and run on the
-writer thread inside a group-committed transaction; read functions take the
-event loop's read-only connection (WAL lets it read while the writer writes).
+Write functions take a :class:`~hyperhive.broker.writer.Tx` and run inside a
+group-committed transaction; read functions take the event loop's read-only
+connection (WAL lets it read while a commit is in flight).
 Leases are deliberately *not* stored: they do not survive a restart by
 contract, so only the delivery count (``attempts``) and the failure count
 (``failures``, nack or expiry) are durable.
@@ -116,7 +116,7 @@ class Failed:
     notice: Message | None = None
 
 
-# --- writes (writer thread) ----------------------------------------------------
+# --- writes (inside the writer's batch) ---------------------------------------
 
 
 def insert_message(tx: Tx, sender: str, recipient: str, body: str, key: str | None) -> Sent:
