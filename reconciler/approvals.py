@@ -289,19 +289,20 @@ def _check_no_overwrite(repos: _Repos, commit: pygit2.Commit, folders: tuple[str
             )
 
 
-def _approval_trailers(applied: Path) -> dict[int, str]:
-    """``Approval-Id`` → applied commit, for every approval already in applied."""
+def _approval_trailers(applied: Path) -> dict[int, tuple[str, str]]:
+    """``Approval-Id`` → (applied commit, its ``Proposed-Commit``), for applied's history."""
     repo = pygit2.Repository(str(applied))
     head = _head_commit(repo)
-    out: dict[int, str] = {}
+    out: dict[int, tuple[str, str]] = {}
     if head is None:
         return out
     for i, c in enumerate(repo.walk(head.id)):
         if i >= MAX_WALK:
             break
-        value = c.message_trailers.get("Approval-Id", "")
+        trailers = c.message_trailers
+        value = trailers.get("Approval-Id", "")
         if value.isdigit():
-            out.setdefault(int(value), str(c.id))
+            out.setdefault(int(value), (str(c.id), trailers.get("Proposed-Commit", "")))
     return out
 
 
@@ -543,9 +544,11 @@ class ApprovalQueue:
         out = []
         for r in rows:
             a = _row(r)
-            if a.id in done:
+            commit, proposed = done.get(a.id, ("", ""))
+            # The sha must match too: a trailer left by an older c0re.sqlite is not this one.
+            if commit and proposed == (a.sha or ""):
                 log.info("approval %d was committed before a crash; marking it applied", a.id)
-                out.append(await self._finish(a, "applied", "", done[a.id]))
+                out.append(await self._finish(a, "applied", "", commit))
             else:
                 log.info("approval %d was approved but not committed; applying it now", a.id)
                 out.append(await self._apply(a))
