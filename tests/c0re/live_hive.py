@@ -129,6 +129,9 @@ class LiveHive:
             "[c0re]\n"
             f"agent_command = [{sys.executable!r}, '-c', '''{IDLE}''']\n"
             "resync_seconds = 60.0\n"
+            # The shared checkout's rev moves with every commit; a restarted c0re would
+            # (rightly) rebuild every agent, which is not what these tests look at.
+            "auto_update = false\n"
         )
         self.c0re = self._spawn(
             [
@@ -201,6 +204,14 @@ class LiveHive:
         os.killpg(self.c0re.pid, signal.SIGKILL)
         self.c0re.wait()
         self.c0re = None
+
+    async def sigterm_c0re(self) -> int:
+        """What a service manager does on restart; returns c0re's exit status."""
+        assert self.c0re is not None
+        os.killpg(self.c0re.pid, signal.SIGTERM)
+        code = await asyncio.to_thread(self.c0re.wait, 20)
+        self.c0re = None
+        return code
 
     async def stop(self) -> None:
         """Admin shutdown with agents, then SIGTERM c0re and the broker; reap everything."""

@@ -125,3 +125,16 @@ async def test_kill9_mid_pass_then_restart_converges(hive: LiveHive) -> None:
     events = (await hive.ask(cmd="events", limit=1000))["events"]
     creates = Counter(e["agent"] for e in events if e["kind"] == "create")
     assert all(c == 1 for c in creates.values()), creates
+
+    # SIGTERM (a service restart) leaves every agent running; the next c0re adopts them.
+    before = {n: agent_processes(n) for n in [*names, "hm1nd"]}
+    last = max(e["id"] for e in events)
+    assert await hive.sigterm_c0re() == 0
+    assert {n: agent_processes(n) for n in before} == before
+    await hive.start_c0re()
+    await hive.ask(cmd="reconcile")
+    for n in names:
+        assert await hive.phase_is(n, "running")
+    assert {n: agent_processes(n) for n in before} == before
+    acted = [e for e in (await hive.ask(cmd="events", limit=1000))["events"] if e["id"] > last]
+    assert not [e for e in acted if e["kind"] in ("create", "start", "stop")], acted
