@@ -69,6 +69,8 @@ class Approval:
     note: str
     applied_commit: str | None = None
     diff: str | None = field(default=None, compare=False)
+    #: The manager's commit message: its reason, shown beside the diff.
+    message: str | None = field(default=None, compare=False)
 
     @property
     def agent(self) -> str:
@@ -90,6 +92,8 @@ class Approval:
         }
         if self.diff is not None:
             out["diff"] = self.diff
+        if self.message is not None:
+            out["message"] = self.message
         return out
 
 
@@ -475,11 +479,15 @@ class ApprovalQueue:
         return [self._with_diff(a, repos) for a in out]
 
     def _with_diff(self, a: Approval, repos: _Repos | None = None) -> Approval:
+        repos = repos or _Repos.open(self.applied, self.proposed)
+        message = None
         try:
             diff = self.diff(a, repos)
+            if a.sha is not None:
+                message = repos.proposed_commit(a.sha).message.strip()[:4000]
         except HiveError as e:
             diff = f"(no diff: {e.message})"
-        return Approval(**{**a.__dict__, "diff": diff})
+        return Approval(**{**a.__dict__, "diff": diff, "message": message})
 
     def diff(self, a: Approval, repos: _Repos | None = None) -> str:
         """The unified diff of the approval's folders against applied HEAD.

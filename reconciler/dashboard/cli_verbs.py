@@ -36,6 +36,8 @@ def render_pending(resp: dict[str, Any]) -> int:
     for a in approvals:
         if a.get("diff"):
             print(f"\n--- approval {a['id']} ({a['kind']} {a['agent']}) ---")
+            if a.get("message"):
+                print("".join(f"# {line}\n" for line in a["message"].splitlines()), end="")
             print(a["diff"], end="")
     return cli.EXIT_OK
 

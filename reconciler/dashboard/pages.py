@@ -142,17 +142,21 @@ def approvals_page(approvals: Sequence[Mapping[str, Any]], csrf: str) -> str:
     for a in pending:
         aid = e(a.get("id"))
         note_id = f"note-{aid}"
+        why = a.get("message")
         cards.append(
-            f'<article class="card" id="approval-{aid}"><h2>#{aid} {_what(a)}</h2>'
-            f'<p class="muted">requested {e(a.get("requested_at"))}</p>'
-            f"{render_diff(str(a.get('diff') or ''))}"
-            '<div class="actions">'
-            + button_form(f"/approvals/{aid}/approve", "◆ APPR0VE", csrf, tone="go")
-            + f'<form class="act deny" method="post" action="/approvals/{aid}/deny">'
-            f'{_csrf_field(csrf)}<label for="{note_id}">note to hm1nd</label>'
-            f'<input id="{note_id}" name="note" maxlength=2000 placeholder="why not?">'
-            '<button type="submit" class="stop">✕ DENY</button></form></div></article>'
-        )
+            "".join([
+                f'<article class="card" id="approval-{aid}"><h2>#{aid} {_what(a)}</h2>',
+                f'<p class="muted">requested {e(a.get("requested_at"))}</p>',
+                f'<blockquote class="why">{e(why)}</blockquote>' if why else "",
+                render_diff(str(a.get("diff") or "")),
+                '<div class="actions">',
+                button_form(f"/approvals/{aid}/approve", "◆ APPR0VE", csrf, tone="go"),
+                f'<form class="act deny" method="post" action="/approvals/{aid}/deny">',
+                f'{_csrf_field(csrf)}<label for="{note_id}">note to hm1nd</label>',
+                f'<input id="{note_id}" name="note" maxlength=2000 placeholder="why not?">',
+                '<button type="submit" class="stop">✕ DENY</button></form></div></article>',
+            ])
+        )  # fmt: skip
     rows = "".join(
         f'<tr id="approval-{e(a.get("id"))}"><td>#{e(a.get("id"))}</td><td>{_what(a)}</td>'
         f"<td>{badge(a.get('status'))}</td><td>{e(a.get('resolved_at') or '')}</td>"

@@ -23,6 +23,7 @@ from tests.dashboard.procs import until
 from tests.dashboard.repos import agent_yaml
 
 pytestmark = pytest.mark.slow
+START_ALICE = "Start alice\n\nShe has a queue of reviews waiting; the operator asked for her."
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
 
@@ -69,7 +70,7 @@ async def test_operator_in_the_browser(
     await until(lambda: proposed_has(hive, "alice"), "applied merged into proposed")
     # hm1nd's side: a commit in /agents, then request_apply_commit on c0re.sock.
     change = agent_yaml("alice", state="running", systemPrompt="wake up")
-    sha = gitrepo.commit_files(hive.paths.proposed, {"alice/agent.yaml": change}, "Start alice", {})
+    sha = gitrepo.commit_files(hive.paths.proposed, {"alice/agent.yaml": change}, START_ALICE, {})
     answer = await hive.manager({"cmd": "request_apply_commit", "sha": sha})
     assert answer["ok"], answer
     first = answer["id"]
@@ -86,6 +87,7 @@ async def test_operator_in_the_browser(
     card = approvals.locator(f"#approval-{first}")
     await expect(card.locator(".diff .add")).to_contain_text(["+  state: running"])
     await expect(card.locator(".diff .del")).to_contain_text(["-  state: stopped"])
+    await expect(card.locator(".why")).to_contain_text("a queue of reviews waiting")
     await shot(approvals, artifacts, "approvals")
 
     # A forged POST without the CSRF token (the session cookie rides along) changes nothing.

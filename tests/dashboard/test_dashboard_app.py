@@ -130,12 +130,14 @@ async def test_approve_needs_csrf_then_applies(
     client: httpx.AsyncClient, auth: OperatorAuth, hive: Hive
 ) -> None:
     approval_id = hive.queue.request_apply_commit(
-        hive.propose({"alice/agent.yaml": agent_yaml("alice", model="opus")})
-    )
+        hive.propose({"alice/agent.yaml": agent_yaml("alice", model="opus")},
+                     "Give alice opus\n\nShe reviews <code> and needs the big model.")
+    )  # fmt: skip
     await login(client, auth)
     page = (await client.get("/approvals")).text
     assert '<span class="add">+  model: opus</span>' in page
     assert "◆ APPR0VE" in page and "✕ DENY" in page
+    assert "She reviews &lt;code&gt; and needs the big model." in page  # hm1nd's reason
     csrf = re.search(r'name="csrf" value="([^"]+)"', page)
     assert csrf and csrf.group(1) == auth.csrf
     for forged in ({}, {"csrf": "x" * 64}):
