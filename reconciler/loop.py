@@ -296,6 +296,9 @@ class Reconciler:
                 ]
             if not actions:
                 if d is None and o is None:
+                    if self.broker is not None and name not in snap.desired.invalid:
+                        # Idempotent: heals a Destroy whose mailbox close failed.
+                        self._spawn(self._close_mailbox(name), f"close-{name}")
                     self.store.forget(name)
                     self.retries.pop(name, None)
                     continue
@@ -456,6 +459,14 @@ class Reconciler:
         await self.runtime.apply(action)
         if self.broker is not None and action.kind is ActionKind.DESTROY:
             await self.broker.close_mailbox(action.name)
+
+    async def _close_mailbox(self, name: str) -> None:
+        if self.broker is None:
+            return
+        try:
+            await self.broker.close_mailbox(name)
+        except Exception as e:  # best effort; the next forget of this name tries again
+            log.warning("closing %s's mailbox failed: %s", name, e)
 
     def _schedule_retry(self, name: str, why: str) -> None:
         retry = self.retries.setdefault(name, Retry())
