@@ -294,6 +294,22 @@ def baseline(db: Path) -> dict[str, float]:
     }
 
 
+def fsync_probe(db: Path, n: int = 200) -> float:
+    """Median time of one lone insert+commit (WAL, FULL): the floor under any wake latency."""
+    conn = hive_sqlite.connect(db, MIGRATIONS)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO messages (sender, recipient, body, sent_at) VALUES ('a', 'b', 'x', 0)"
+        )
+        conn.execute("COMMIT")
+        times.append(time.perf_counter() - t0)
+    conn.close()
+    return statistics.median(times) * 1e3
+
+
 async def parent() -> None:
     home = Path(tempfile.mkdtemp(prefix="hive-bench-"))
     paths = Paths.from_home(home)
@@ -340,6 +356,9 @@ async def parent() -> None:
         f" (mean batch {base['mean_batch']:.1f})"
     )
     print(f"ratio broker / raw sqlite: {thr['per_second'] / base['per_second']:.2f}")
+    probe = await asyncio.to_thread(fsync_probe, home / "probe.sqlite")
+    load = os.getloadavg()[0]
+    print(f"context: one lone commit (fsync) p50 {probe:.2f} ms; load average {load:.1f}")
     shutil.rmtree(home, ignore_errors=True)
 
 

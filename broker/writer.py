@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 2000
+#: The longest a lazy job waits for a batch to ride along with.
+LAZY_DELAY = 0.05
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Writer:
         self._publish = publish
         self._jobs: list[_Job[Any]] = []
         self._busy = False
+        self._lazy_timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._drained = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -118,26 +121,50 @@ class Writer:
     async def stop(self) -> None:
         """Commit everything already submitted, then end the commit thread."""
         self._stopping = True
+        self._kick()
         if self._busy:
             await self._drained.wait()
         if self._fsync is not None:
             self._fsync.shutdown(wait=True)
 
     def submit(
-        self, run: Callable[[Tx], T], on_commit: Callable[[T], None] | None = None
+        self,
+        run: Callable[[Tx], T],
+        on_commit: Callable[[T], None] | None = None,
+        *,
+        lazy: bool = False,
     ) -> asyncio.Future[T]:
+        """Queue a job; its future resolves after the commit that contains it.
+
+        A ``lazy`` job (a record nobody waits for) does not start a commit of
+        its own: it rides along with the next batch, or at the latest after
+        :data:`LAZY_DELAY` seconds, so it costs no extra fsync.
+        """
         if self._loop is None:
             raise RuntimeError("writer not started")
         if self._stopping:
             raise ShuttingDown("the broker is shutting down")
         fut: asyncio.Future[T] = self._loop.create_future()
         self._jobs.append(_Job(run, on_commit, fut))
-        if not self._busy:
-            # Start on the next loop turn, so jobs submitted in this one join the batch.
-            self._busy = True
-            self._drained.clear()
-            self._loop.call_soon(self._next_batch)
+        if self._busy:
+            return fut
+        if lazy:
+            if self._lazy_timer is None:
+                self._lazy_timer = self._loop.call_later(LAZY_DELAY, self._kick)
+        else:
+            self._kick()
         return fut
+
+    def _kick(self) -> None:
+        """Start a batch on the next loop turn, so jobs submitted in this one join it."""
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
+        if self._busy or not self._jobs or self._loop is None:
+            return
+        self._busy = True
+        self._drained.clear()
+        self._loop.call_soon(self._next_batch)
 
     def _next_batch(self) -> None:
         """Run the queued jobs' statements here, then COMMIT on the commit thread."""

@@ -71,3 +71,20 @@ async def test_a_failing_job_fails_alone(tmp_path: Path) -> None:
         await writer.stop()
     with pytest.raises(ShuttingDown):
         writer.submit(lambda tx: None)
+
+
+async def test_lazy_jobs_ride_along_and_never_wait_long(tmp_path: Path) -> None:
+    writer, published = make_writer(tmp_path / "b.sqlite")
+    writer.start()
+    try:
+        sent = await writer.submit(lambda tx: store.insert_message(tx, "a", "b", "m", None))
+        before = writer.batches
+        lazy = writer.submit(lambda tx: store.deliver(tx, sent.id, 1), lazy=True)
+        await writer.submit(lambda tx: store.ack(tx, sent.id, "b"))
+        assert lazy.done()  # it rode along with the ack: one commit for both
+        assert writer.batches == before + 1
+        alone = writer.submit(lambda tx: store.deliver(tx, sent.id, 2), lazy=True)
+        await asyncio.wait_for(alone, 5)  # committed by the timer, nothing else needed
+        assert [e.kind for e in published] == ["send", "deliver", "ack", "deliver"]
+    finally:
+        await writer.stop()
