@@ -37,7 +37,7 @@ from hyperhive.errors import HiveError
 log = logging.getLogger(__name__)
 RECV_WAIT = 30.0
 RETRY_PAUSE = 0.5
-MAX_RETRY_PAUSE = 10.0
+MAX_RETRY_PAUSE = 5.0
 COMPACT = "/compact"
 T = TypeVar("T")
 RESULT_FIELDS = ("result", "is_error", "num_turns", "duration_ms", "total_cost_usd", "usage")
