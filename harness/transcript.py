@@ -71,7 +71,11 @@ def _stream(event: Event) -> str:
         text = f"session · model {data.get('model', '?')} · mcp {servers or 'none'}"
         return _div("dim", escape(text), event)
     if kind == "system" and data.get("subtype") == "api_retry":
-        return _div("note", escape(f"api retry: {json.dumps(data)[:300]}"), event)
+        text = (
+            f"api retry {data.get('attempt')}/{data.get('max_retries')} after "
+            f"{data.get('error_status')} {data.get('error', '')}"
+        )
+        return _div("note", escape(text), event)
     if kind == "system" and data.get("status") == "compacting":
         return _div("note", "compacting the conversation", event)
     if kind == "raw":

@@ -185,6 +185,9 @@ def test_transcript_escapes_what_claude_and_senders_write(tmp_path: Path) -> Non
         html = render(event)
         assert "<script>" not in html and "&lt;script&gt;" in html
     assert "attempt 2" in render(start)
+    retry = {"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 2}
+    retry |= {"error_status": 529, "error": "overloaded"}
+    assert "api retry 1/2 after 529 overloaded" in render(events.append(1, STREAM, retry))
     failed = events.append(1, TURN_END, {"ok": False, "error": "API Error: 500 <b>"})
     assert "failed" in render(failed) and "&lt;b&gt;" in render(failed)
     assert json.loads(json.dumps(failed.to_json()))["kind"] == "turn_end"
