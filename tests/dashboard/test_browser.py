@@ -8,6 +8,8 @@ page land in the artifacts dir.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -98,18 +100,18 @@ async def test_operator_in_the_browser(
     assert status == 403
     assert (await _approval(hive, first))["status"] == "pending"
 
-    # Nor can a page on an agent's port (same site, other origin), even knowing the token.
-    hm1nd_port = next(a["web_port"] for a in (await hive.admin({"cmd": "status"}))["agents"]
-                      if a["name"] == "hm1nd")  # fmt: skip
-    agent_page = await browser_ctx.new_page()
-    await agent_page.goto(f"http://127.0.0.1:{hm1nd_port}/")  # the proxy answers (502 page)
+    # Nor can a page on another port of the same host (what an agent serves), even one
+    # that learned the dashboard's token: same site, so the cookie rides along.
     csrf = await approvals.locator("input[name=csrf]").first.input_value()
-    await agent_page.evaluate(
-        f"fetch('{hive.url}approvals/{first}/approve', {{method: 'POST', mode: 'no-cors', "
-        f"credentials: 'include', body: new URLSearchParams({{csrf: '{csrf}'}})}})"
-    )
+    async with other_origin() as evil_url:
+        evil = await browser_ctx.new_page()
+        await evil.goto(evil_url)
+        await evil.evaluate(
+            f"fetch('{hive.url}approvals/{first}/approve', {{method: 'POST', mode: 'no-cors', "
+            f"credentials: 'include', body: new URLSearchParams({{csrf: '{csrf}'}})}})"
+        )
+        await evil.close()
     assert (await _approval(hive, first))["status"] == "pending"
-    await agent_page.close()
 
     await card.get_by_role("button", name="◆ APPR0VE").click()
     await expect(approvals.locator("#toast")).to_contain_text(f"approval {first} applied")
@@ -171,6 +173,26 @@ async def test_operator_in_the_browser(
     await expect(fresh.locator("label")).to_contain_text("operator token")
     await shot(fresh, artifacts, "login")
     await fresh.close()
+
+
+@contextlib.asynccontextmanager
+async def other_origin() -> AsyncIterator[str]:
+    """A blank page on a free loopback port: a same-site, cross-origin attacker."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 13\r\n"
+                     b"connection: close\r\n\r\n<p>agent</p>\n")  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def _is(phase: Any, want: str) -> bool:
