@@ -128,12 +128,15 @@ class Broker:
             # Opening twice at once: the second caller waits for the first's socket.
             await asyncio.shield(self.listeners[name].started)
             return
-        await self._listen(name, self.paths.mailbox_sock(name), agent_app(self.mailroom, name))
+        path = self.paths.mailbox_sock(name)
+        await self._listen(name, path, agent_app(self.mailroom, name))
+        log.info("mailbox %s open on %s", name, path)
 
     async def close_socket(self, name: str) -> None:
         listener = self.listeners.pop(name, None)
         if listener is not None:
             await listener.stop()
+            log.info("mailbox %s closed", name)
 
     def stop(self) -> None:
         self._stop.set()

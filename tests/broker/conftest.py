@@ -47,11 +47,6 @@ class InProc:
         return BrokerClient(sock)
 
 
-async def start_inproc(home: Path, clock: FakeClock, **settings: object) -> Broker:
-    broker = Broker(Paths.from_home(home), BrokerSettings(**settings), clock)  # type: ignore[arg-type]
-    return broker
-
-
 @pytest.fixture
 async def inproc(home: Path) -> AsyncIterator[InProc]:
     """A broker in the test's own event loop whose leases and retention follow ``clock``."""
