@@ -354,6 +354,7 @@ class ApprovalQueue:
         notify: Notifier | None = None,
         on_applied: Callable[[list[str]], None] | None = None,
         on_change: Callable[[], None] | None = None,
+        on_event: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.conn = conn
         self.applied = applied
@@ -363,6 +364,8 @@ class ApprovalQueue:
         self.notify = notify
         self.on_applied = on_applied
         self.on_change = on_change
+        #: (agent, kind, message) into c0re's event log, so an agent's page shows its approvals.
+        self.on_event = on_event
         self._diffs: dict[tuple[int, str], str] = {}
 
     # --- requests (the manager, over c0re.sock) -------------------------------
@@ -445,8 +448,10 @@ class ApprovalQueue:
                 now_rfc3339(),
             ),
         )
+        approval_id = int(cur.lastrowid or 0)
+        self._record(agents, "approval_requested", f"approval {approval_id}: {kind} requested")
         self._changed()
-        return int(cur.lastrowid or 0)
+        return approval_id
 
     # --- reading ----------------------------------------------------------------
     def get(self, approval_id: object, *, with_diff: bool = False) -> Approval:
@@ -536,6 +541,7 @@ class ApprovalQueue:
         )
         if cur.rowcount != 1:
             raise Conflict(f"approval {a.id} is {a.status}, not pending")
+        self._record(a.agents, "approval_denied", f"approval {a.id}: denied {note}".strip())
         self._changed()
         a = self.get(a.id)
         await self._tell(a)
@@ -612,6 +618,7 @@ class ApprovalQueue:
             "WHERE id = ?",
             (status, now_rfc3339(), note, applied_commit, a.id),
         )
+        self._record(a.agents, f"approval_{status}", f"approval {a.id}: {status} {note}".strip())
         self._changed()
         done = self.get(a.id)
         await self._tell(done)
@@ -631,6 +638,11 @@ class ApprovalQueue:
             await self.notify(body, f"approval-{a.id}-{a.status}")
         except Exception:
             log.warning("could not tell %s about approval %d", MANAGER_MAILBOX, a.id, exc_info=True)
+
+    def _record(self, agents: tuple[str, ...], kind: str, message: str) -> None:
+        if self.on_event is not None:
+            for agent in agents:
+                self.on_event(agent, kind, message)
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -61,6 +61,7 @@ async def start(hive: Hive, tg: asyncio.TaskGroup) -> None:
         notify=tell_manager,
         on_applied=reconcile,
         on_change=bus.publish,
+        on_event=hive.store.log,
     )
     for name, handler in approval_commands(queue).items():
         hive.admin.commands[name] = _admin_handler(handler)

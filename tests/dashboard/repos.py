@@ -29,6 +29,7 @@ class Hive:
     root: Path
     told: list[str] = field(default_factory=list)
     reconciled: list[list[str]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         gitrepo.ensure_repos(self.applied, self.proposed)
@@ -39,6 +40,7 @@ class Hive:
             self.proposed,
             notify=self._notify,
             on_applied=self.reconciled.append,
+            on_event=lambda agent, kind, message: self.events.append((agent, kind, message)),
         )
 
     async def _notify(self, body: str, key: str) -> None:

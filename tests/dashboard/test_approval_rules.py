@@ -206,6 +206,10 @@ async def test_deny_with_note(hive: Hive) -> None:
     assert (a.status, a.note) == ("denied", "not today")
     assert hive.applied_file("bob/agent.yaml") is None
     assert hive.told[-1].endswith("denied — not today")
+    assert hive.events == [
+        ("bob", "approval_requested", f"approval {approval_id}: apply_commit requested"),
+        ("bob", "approval_denied", f"approval {approval_id}: denied not today"),
+    ]
     with pytest.raises(Conflict):
         await hive.queue.approve(approval_id)
 

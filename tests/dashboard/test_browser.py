@@ -149,6 +149,7 @@ async def test_operator_in_the_browser(
     await page.goto(f"{hive.url}agents/alice")
     await expect(page.locator("h1")).to_contain_text("alice")
     await expect(page.locator("main")).to_contain_text(f"Approval-Id: {first}")
+    await expect(page.locator("main")).to_contain_text(f"approval {first}: applied")
     await shot(page, artifacts, "agent")
 
     # The live flow, relayed from the broker, catches up after a broker restart.
