@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from hyperhive.broker import store
-from hyperhive.broker.errors import BadRequest
+from hyperhive.broker.errors import BadRequest, SocketUnavailable
 from hyperhive.broker.events import EventFeed
 from hyperhive.broker.mailroom import Mailroom
 from hyperhive.broker.wire import EXCEPTION_HANDLERS, int_param, ok, read_object, text_field
@@ -34,7 +34,10 @@ def control_app(
     async def put_mailbox(request: Request) -> Response:
         name = validate_mailbox_name(request.path_params["name"])
         created = await mailroom.open(name)
-        await open_socket(name)
+        try:
+            await open_socket(name)
+        except OSError as e:
+            raise SocketUnavailable(f"cannot serve the socket of {name}: {e}") from e
         return ok({"name": name, "created": created}, 201 if created else 200)
 
     async def delete_mailbox(request: Request) -> Response:

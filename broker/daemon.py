@@ -29,6 +29,7 @@ from hyperhive.broker.listeners import Listener
 from hyperhive.broker.mailroom import Mailroom
 from hyperhive.broker.settings import BrokerSettings
 from hyperhive.broker.writer import Writer
+from starlette.types import ASGIApp
 
 from hyperhive import sqlite as hive_sqlite
 from hyperhive.clock import Clock, SystemClock
@@ -103,13 +104,13 @@ class Broker:
         self.feed.close()
         await asyncio.gather(*(lst.stop() for lst in list(self.listeners.values())))
 
-    def _control(self) -> object:
+    def _control(self) -> ASGIApp:
         return control_app(self.mailroom, self.feed, self.open_socket, self.close_socket)
 
-    async def _listen(self, name: str, path: Path, app: object) -> None:
+    async def _listen(self, name: str, path: Path, app: ASGIApp) -> None:
         if self._tg is None:
             raise RuntimeError("broker is not running")
-        listener = Listener(path, app, name or "control")  # type: ignore[arg-type]
+        listener = Listener(path, app, name or "control")
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         listener.started = started
         self._tg.create_task(listener.run(started), name=f"listener {listener.name}")

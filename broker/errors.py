@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from hyperhive.errors import BadRequest, Conflict, HiveError, NotFound
 
-__all__ = ["BadRequest", "Conflict", "NotFound", "ShuttingDown", "TooLarge", "http_status"]
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "NotFound",
+    "ShuttingDown",
+    "SocketUnavailable",
+    "TooLarge",
+    "http_status",
+]
 
 
 class TooLarge(HiveError):
@@ -13,6 +21,12 @@ class TooLarge(HiveError):
 
 class ShuttingDown(HiveError):
     """The broker is stopping; the client should retry against the next one."""
+
+    code = "unavailable"
+
+
+class SocketUnavailable(HiveError):
+    """A mailbox's socket could not be bound (its path too long, its dir unwritable)."""
 
     code = "unavailable"
 

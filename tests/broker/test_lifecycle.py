@@ -6,6 +6,11 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+from hyperhive.broker.daemon import Broker
+from hyperhive.broker.settings import BrokerSettings
+
+from hyperhive.clock import FakeClock
+from hyperhive.paths import Paths
 from tests.broker.client import HIVE_BROKER, BrokerClient, BrokerProcess, until_waiting
 
 
@@ -80,3 +85,16 @@ def test_bad_flags_and_config_fail_clearly(tmp_path: Path) -> None:
         assert out.returncode == 2, out
         assert message in out.stderr
         assert "Traceback" not in out.stderr
+
+
+async def test_unbindable_mailbox_socket_is_503_not_a_crash(tmp_path: Path) -> None:
+    # RUN/broker.sock fits the 107-byte unix socket limit; RUN/agents/<n>/broker.sock does not.
+    run = tmp_path / ("r" * max(1, 100 - len(str(tmp_path)) - len("/broker.sock") - 1))
+    paths = Paths(run=run, state=tmp_path / "state")
+    assert len(str(paths.broker_sock)) < 108 <= len(str(paths.mailbox_sock("alice")))
+    broker = Broker(paths, BrokerSettings(), FakeClock())
+    async with broker.running(), BrokerClient(paths.broker_sock) as control:
+        r = await control.open("alice")
+        assert (r.status, r.error_code) == (503, "unavailable")
+        assert "alice" in r.data["error"]["message"]
+        assert (await control.call("GET", "/healthz")).status == 200
