@@ -11,6 +11,8 @@ page refreshes its ``<main>`` in place.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -50,6 +52,7 @@ CSP = (
 HEADERS = {**SECURITY_HEADERS, "content-security-policy": CSP}
 STATUS_CODES = {"not_found": 404, "bad_request": 400, "conflict": 409, "refused": 409}
 MAX_FORM = 64 * 1024
+MAX_FAILURES, LOCKOUT_SECONDS = 10, 60.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class DashboardApp:
         self.auth = auth
         self.bus = bus
         self.broker = broker
+        #: Times of recent wrong secrets on /login (a password may face the network).
+        self.failures: deque[float] = deque()
 
     def asgi(self) -> ASGIApp:
         routes = [
@@ -263,6 +268,12 @@ class DashboardApp:
         has_password = self.auth.password is not None
         if request.method == "GET":
             return HTMLResponse(pages.login_page(password=has_password), headers=HEADERS)
+        now = time.monotonic()
+        while self.failures and self.failures[0] < now - LOCKOUT_SECONDS:
+            self.failures.popleft()
+        if len(self.failures) >= MAX_FAILURES:
+            message = f"too many wrong secrets; try again in {LOCKOUT_SECONDS:.0f} s"
+            return HTMLResponse(pages.login_page(message, password=has_password), 429, HEADERS)
         form = await request.form(max_files=0, max_fields=5)
         secret = form.get("secret")
         if isinstance(secret, str) and (
@@ -271,6 +282,7 @@ class DashboardApp:
             response = RedirectResponse("/", 303, HEADERS)
             self.auth.set_cookie(response)
             return response
+        self.failures.append(now)
         return HTMLResponse(pages.login_page("wrong secret", password=has_password), 403, HEADERS)
 
     async def healthz(self, request: Request) -> Response:

@@ -240,3 +240,7 @@ async def test_password_login(hive: Hive, tmp_path: Path) -> None:
         r = await c.post("/login", data={"secret": "correct horse"})
         assert r.status_code == 303 and "hive_session=" in r.headers["set-cookie"]
         assert (await c.get("/approvals")).status_code == 200
+        for _ in range(9):  # ten wrong secrets in a minute lock /login for a minute
+            assert (await c.post("/login", data={"secret": "guess"})).status_code == 403
+        r = await c.post("/login", data={"secret": "correct horse"})
+        assert r.status_code == 429 and "too many wrong secrets" in r.text
