@@ -157,3 +157,21 @@ async def test_nack_makes_message_ready_at_once_for_a_waiter(inproc: InProc) -> 
         await alice.nack(mid)
         got = await alice.recv()
         assert (got.data["id"], got.data["attempt"]) == (mid, 2)
+
+
+async def test_deleted_mailbox_keeps_its_mail_unless_purged(inproc: InProc) -> None:
+    await setup_boxes(inproc, "alice", "bob")
+    async with inproc.client() as control:
+        kept = (await control.post("operator", "alice", "kept")).data["id"]
+        await control.post("operator", "bob", "purged")
+        r = await control.close("alice")
+        assert (r.status, r.data) == (200, {"name": "alice", "deleted": True, "purged": False})
+        assert (await control.post("operator", "alice", "x")).status == 404
+        r = await control.call("DELETE", "/mailboxes/bob", params={"purge": "true"})
+        assert (r.status, r.data["purged"]) == (200, True)
+        assert await control.messages(agent="bob") == []
+        assert (await control.close("alice")).data["deleted"] is False
+        assert (await control.open("alice")).status == 201
+    async with inproc.client("alice") as alice:
+        got = await alice.recv()
+        assert (got.data["id"], got.data["body"]) == (kept, "kept")
