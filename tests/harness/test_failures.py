@@ -74,6 +74,10 @@ def test_harness_killed_mid_turn_redelivers_after_restart(hive: Hive) -> None:
         what="inflight.json with claude's group",
     )
     pgid = json.loads(record.read_text())["pgid"]
+    wait_for(
+        lambda: any("stall-once-k9" in json.dumps(r["body"]) for r in hive.model.requests()),
+        what="claude's request to stall in the model",
+    )
     assert bob.proc is not None
     os.kill(bob.proc.pid, signal.SIGKILL)
     bob.proc.wait()
