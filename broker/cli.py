@@ -27,16 +27,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the broker until SIGTERM")
     serve.add_argument("--home", type=Path, help="a local hive: RUN=DIR/run, STATE=DIR/state")
-    serve.add_argument("--run-dir", type=Path, help="where the sockets live")
-    serve.add_argument("--state-dir", type=Path, help="where broker.sqlite lives")
+    serve.add_argument("--run-dir", type=Path, help="sockets (default /run/hyperhive)")
+    serve.add_argument("--state-dir", type=Path, help="broker.sqlite (default /var/lib/hyperhive)")
     serve.add_argument("--config", type=Path, help="TOML config file (section [broker])")
     serve.add_argument("--lease-seconds", type=float, help="override [broker] lease_seconds")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     args = parser.parse_args(argv)
     if args.home is not None and (args.run_dir is not None or args.state_dir is not None):
         parser.error("use either --home or --run-dir/--state-dir, not both")
-    if args.home is None and (args.run_dir is None or args.state_dir is None):
-        parser.error("give --home DIR, or both --run-dir and --state-dir")
     return args
 
 
@@ -61,8 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.home is not None:
         paths = Paths.from_home(args.home)
-    else:
-        paths = Paths(run=args.run_dir.absolute(), state=args.state_dir.absolute())
+    else:  # the system defaults of DESIGN §6 for whatever is not given
+        system = Paths.system()
+        paths = Paths(
+            run=args.run_dir.absolute() if args.run_dir else system.run,
+            state=args.state_dir.absolute() if args.state_dir else system.state,
+        )
     # The commit thread must re-take the GIL after each fsync; with the default
     # 5 ms switch interval a busy event loop would hold every commit up that long.
     sys.setswitchinterval(0.0005)

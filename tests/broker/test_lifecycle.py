@@ -72,7 +72,7 @@ async def test_short_lease_expires_and_wakes_a_waiting_recv(home: Path) -> None:
 def test_bad_flags_and_config_fail_clearly(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     cases = [
-        (["serve"], "give --home DIR"),
+        (["serve", "--lease-seconds", "soon"], "invalid float"),
         (["serve", "--home", str(tmp_path), "--run-dir", str(tmp_path)], "not both"),
         (["serve", "--home", str(tmp_path), "--config", str(tmp_path / "none.toml")], "cannot"),
         (["serve", "--home", str(tmp_path), "--config", str(bad)], "lease_seconds"),
