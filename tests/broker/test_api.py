@@ -229,3 +229,25 @@ async def test_error_codes(broker_proc: BrokerProcess, control: BrokerClient) ->
             assert (r.status, r.error_code) == (status, code), r
         # Exactly 64 KiB of UTF-8 is allowed.
         assert (await alice.send("er-a", "é" * (32 * 1024))).status == 201
+
+
+async def test_hung_up_long_poll_takes_nothing(
+    broker_proc: BrokerProcess, control: BrokerClient
+) -> None:
+    """A recv whose client went away must not lease the next message to a dead socket."""
+    await control.open("hu-a")
+    sock = broker_proc.paths.mailbox_sock("hu-a")
+    gone = BrokerClient(sock)
+    parked = asyncio.ensure_future(gone.recv(wait=30))
+    await until_waiting(control, "hu-a")
+    parked.cancel()
+    await gone.http.aclose()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while (await control.call("GET", "/stats")).data["mailboxes"]["hu-a"]["waiting"]:
+        assert loop.time() < deadline, "the broker never noticed the hang-up"
+        await asyncio.sleep(0.01)
+    mid = (await control.post("operator", "hu-a", "for the living")).data["id"]
+    async with BrokerClient(sock) as alive:
+        got = await alive.recv()
+        assert (got.data["id"], got.data["attempt"]) == (mid, 1)
