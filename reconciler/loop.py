@@ -22,14 +22,15 @@ import logging
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import pygit2
-from hyperhive.reconciler import gitrepo, statusfile
+from hyperhive.reconciler import gitrepo, statusfile, triggers
+from hyperhive.reconciler.backoff import Retry, backoff_delay
 from hyperhive.reconciler.broker_client import BrokerClient
+from hyperhive.reconciler.conditions import Outcome, agent_status
 from hyperhive.reconciler.desired import DesiredLoader, DesiredState, default_manager_yaml
-from hyperhive.reconciler.plan import is_stale, plan
+from hyperhive.reconciler.plan import plan
 from hyperhive.reconciler.runtimes.base import (
     Action,
     ActionKind,
@@ -40,7 +41,6 @@ from hyperhive.reconciler.runtimes.base import (
     TemporaryError,
 )
 from hyperhive.reconciler.status import AgentStatus, Condition, Event, StatusStore
-from watchfiles import awatch
 
 from hyperhive.clock import Clock, SystemClock
 from hyperhive.names import MANAGER_AGENT
@@ -64,15 +64,6 @@ class LoopSettings:
     #: watchfiles debounce/step (ms) on the applied repo's refs: well under the 1 s goal.
     watch_debounce_ms: int = 50
     watch_step_ms: int = 20
-
-
-@dataclass
-class Retry:
-    """Why an agent is waiting: backoff until ``at``, or a permanent error on ``config``."""
-
-    failures: int = 0
-    at: float = 0.0
-    permanent_for: str | None = None
 
 
 @dataclass
@@ -131,7 +122,12 @@ class Reconciler:
         self.watching = asyncio.Event()
         self.applied_actions = 0
 
-    # --- triggers ----------------------------------------------------------------
+    # --- triggers (reconciler/triggers.py) --------------------------------------
+    @property
+    def last_head(self) -> str | None:
+        """The applied HEAD the last pass read."""
+        return self._last_head
+
     def enqueue(self, name: str | None = None, *, force: bool = False) -> None:
         """Mark one agent (None: all) dirty; ``force`` skips its backoff (new desired state)."""
         if name is None:
@@ -148,10 +144,10 @@ class Reconciler:
     async def run(self, tg: asyncio.TaskGroup) -> None:
         """Dispatch passes forever; workers and watchers are owned by ``tg``."""
         self._tg = tg
-        tg.create_task(self._watch_applied(), name="watch-applied")
-        tg.create_task(self._watch_runtime(), name="watch-runtime")
-        tg.create_task(self._resync(), name="resync")
-        tg.create_task(self._retry_timer(), name="retry-timer")
+        tg.create_task(triggers.watch_applied(self), name="watch-applied")
+        tg.create_task(triggers.watch_runtime(self), name="watch-runtime")
+        tg.create_task(triggers.resync(self), name="resync")
+        tg.create_task(triggers.retry_timer(self), name="retry-timer")
         tg.create_task(statusfile.watch(self.store, self.paths.state / "agents"), name="status")
         while True:
             await self._wake.wait()
@@ -172,53 +168,7 @@ class Reconciler:
             await asyncio.sleep(1.0)
             self._wake.set()
 
-    async def _watch_applied(self) -> None:
-        git_dir = Path(self.repo.path)
-
-        def is_ref(_change: object, path: str) -> bool:
-            rel = path[len(str(git_dir)) :].lstrip("/")
-            return not rel.endswith(".lock") and (
-                rel.startswith("refs/") or rel in ("HEAD", "packed-refs")
-            )
-
-        # yield_on_timeout: an empty batch every 500 ms says the watcher runs, and
-        # doubles as a cheap HEAD check should an inotify event ever be missed.
-        async for _changes in awatch(
-            git_dir,
-            watch_filter=is_ref,
-            debounce=self.settings.watch_debounce_ms,
-            step=self.settings.watch_step_ms,
-            rust_timeout=500,
-            yield_on_timeout=True,
-        ):
-            self.watching.set()
-            if gitrepo.head_commit(self.repo) != self._last_head:
-                self.enqueue(force=True)
-
-    async def _watch_runtime(self) -> None:
-        async for name in self.runtime.events():
-            self.enqueue(name)
-
-    async def _resync(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.resync_seconds)
-            self.enqueue()
-
-    async def _retry_timer(self) -> None:
-        """Wake the dispatcher when the earliest backoff expires."""
-        while True:
-            due = [r.at for r in self.retries.values() if r.at > 0 and r.permanent_for is None]
-            delay = min(due) - self.clock.now() if due else self.settings.resync_seconds
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.05, min(delay, 5.0))):
-                    await self._wait_pass()
-            now = self.clock.now()
-            for name, r in self.retries.items():
-                if 0 < r.at <= now and r.permanent_for is None:
-                    self._dirty.add(name)
-                    self._wake.set()
-
-    async def _wait_pass(self) -> None:
+    async def wait_pass(self) -> None:
         async with self.pass_done:
             await self.pass_done.wait()
 
@@ -478,16 +428,10 @@ class Reconciler:
         )
 
     def backoff(self, failures: int) -> float:
-        """1 s, 2 s, 4 s … capped at 5 min, each with up to 20 % jitter (never under 1 s).
+        return backoff_delay(
+            failures, self.settings.backoff_base, self.settings.backoff_cap, self.rng
+        )
 
-        The first crash of a running agent restarts it at once; this delay is
-        what the next failure waits.
-        """
-        base = self.settings.backoff_base * 2 ** max(0, failures - 1)
-        jittered: float = min(self.settings.backoff_cap, base) * self.rng.uniform(0.8, 1.0)
-        return max(self.settings.backoff_base, jittered)
-
-    # --- status ------------------------------------------------------------------
     def _status(
         self,
         name: str,
@@ -499,76 +443,18 @@ class Reconciler:
         temporary: bool = False,
         applied: list[str] | None = None,
     ) -> AgentStatus:
-        invalid = snap.desired.invalid.get(name)
-        conds: list[Condition] = []
-        phase = o.phase if o is not None else ("failed" if invalid else "pending")
-        if applied and not error:
-            # The actions ran; the pass they trigger observes the resulting phase.
-            phase = "pending" if d is not None and d.wants_running else phase
-        if o is not None and o.phase == "running" and not applied:
-            conds.append(Condition("Ready", "True", "Running", ""))
-        else:
-            conds.append(Condition("Ready", "False", phase.capitalize(), o.message if o else ""))
-        if invalid is not None:
-            conds.append(Condition("Reconciled", "False", "InvalidSpec", invalid.message))
-        elif error:
-            reason = "TemporaryError" if temporary else "PermanentError"
-            retry = self.retries.get(name)
-            when = ""
-            if temporary and retry is not None:
-                when = f" (retry {retry.failures} in {max(0.0, retry.at - self.clock.now()):.0f}s)"
-            conds.append(Condition("Reconciled", "False", reason, error + when))
-        elif applied:
-            conds.append(Condition("Reconciled", "True", "Applied", ", ".join(applied)))
-        else:
-            conds.append(Condition("Reconciled", "True", "Converged", ""))
-        if o is None or o.hyperhive_rev is None:
-            conds.append(Condition("UpToDate", "Unknown", "NotBuilt", ""))
-        elif is_stale(o, self.rev) and not (applied and "rebuild" in applied):
-            note = "" if self.settings.auto_update else "; auto_update is off"
-            msg = f"built from {o.hyperhive_rev}, c0re runs {self.rev}{note}"
-            conds.append(Condition("UpToDate", "False", "StaleRevision", msg))
-        else:
-            conds.append(Condition("UpToDate", "True", "CurrentRevision", self.rev))
-        conds.extend(runtime_conditions(o, wants_resources=d is not None and "resources" in d.spec))
-        previous = self.store.get(name)
-        port = d.web_port if d is not None else previous.web_port if previous else None
-        # The commit whose desired state this agent runs: it moves when actions apply it
-        # (a commit that leaves the agent's folder alone changes nothing for it).
-        commit = snap.desired.commit
-        if not applied and previous is not None and previous.applied_commit:
-            commit = previous.applied_commit
-        return AgentStatus(
-            name=name,
-            applied_commit=commit,
-            phase=phase,
-            conditions=tuple(conds),
-            last_error=error or (invalid.message if invalid else ""),
-            web_port=port,
+        retry_note = ""
+        retry = self.retries.get(name)
+        if error and temporary and retry is not None:
+            wait = max(0.0, retry.at - self.clock.now())
+            retry_note = f" (retry {retry.failures} in {wait:.0f}s)"
+        return agent_status(
+            name,
+            d,
+            o,
+            snap.desired,
+            self.store.get(name),
+            rev=self.rev,
+            auto_update=self.settings.auto_update,
+            outcome=Outcome(error, temporary, tuple(applied or ()), retry_note),
         )
-
-
-def runtime_conditions(o: Observed | None, *, wants_resources: bool = True) -> list[Condition]:
-    """What the runtime reports about isolation (``Observed.details``) as conditions.
-
-    ``ResourcesEnforced`` only appears for an agent whose spec sets ``resources``.
-    """
-    if o is None:
-        return []
-    out = []
-    enforced = o.details.get("ResourcesEnforced")
-    if isinstance(enforced, bool) and wants_resources:
-        reason = str(o.details.get("ResourcesReason", ""))
-        out.append(
-            Condition("ResourcesEnforced", "True", "Enforced", "")
-            if enforced
-            else Condition("ResourcesEnforced", "False", "NotEnforced", reason)
-        )
-    sandbox = o.details.get("Sandbox")
-    if isinstance(sandbox, str):
-        if sandbox == "none":
-            msg = "running WITHOUT a sandbox (--unsafe-no-sandbox; bwrap is missing)"
-            out.append(Condition("Sandboxed", "False", "UnsafeNoSandbox", msg))
-        else:
-            out.append(Condition("Sandboxed", "True", sandbox, ""))
-    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -120,9 +121,9 @@ async def test_kill9_mid_pass_then_restart_converges(hive: LiveHive) -> None:
     await hive.start_c0re()
     for n in names:
         await hive.until(lambda n=n: hive.phase_is(n, "running"), f"{n} runs after restart")
-    for n in [*names, "hm1nd"]:
-        assert len(agent_processes(n)) == 1, f"{n}: {agent_processes(n)}"
     events = (await hive.ask(cmd="events", limit=1000))["events"]
+    for n in [*names, "hm1nd"]:
+        assert len(agent_processes(n)) == 1, _why(hive, n, events)
     creates = Counter(e["agent"] for e in events if e["kind"] == "create")
     assert all(c == 1 for c in creates.values()), creates
 
@@ -138,3 +139,24 @@ async def test_kill9_mid_pass_then_restart_converges(hive: LiveHive) -> None:
     assert {n: agent_processes(n) for n in before} == before
     acted = [e for e in (await hive.ask(cmd="events", limit=1000))["events"] if e["id"] > last]
     assert not [e for e in acted if e["kind"] in ("create", "start", "stop")], acted
+
+
+def _why(hive: LiveHive, name: str, events: object) -> str:
+    """Diagnostics for a duplicate agent process: who started what, and when."""
+    lines = [f"{name}: {agent_processes(name)}"]
+    for pid in agent_processes(name):
+        chain = []
+        p = pid
+        while p > 1 and len(chain) < 5:
+            try:
+                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                break
+            chain.append(f"{p}(start {stat[19]})")
+            p = int(stat[1])
+        lines.append(" <- ".join(chain))
+    with contextlib.suppress(OSError):
+        lines.append("pidfile: " + hive.paths.agent_pidfile(name).read_text())
+    lines.append(f"events: {events}")
+    lines.append(hive.logs())
+    return "\n".join(lines)

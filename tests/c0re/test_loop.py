@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from hyperhive.reconciler.conditions import runtime_conditions
 from hyperhive.reconciler.desired import default_manager_yaml
 from hyperhive.reconciler.gitrepo import commit_files
-from hyperhive.reconciler.loop import Reconciler, runtime_conditions
+from hyperhive.reconciler.loop import Reconciler
 from hyperhive.reconciler.runtimes.base import Observed, PermanentError, TemporaryError
 
 from hyperhive.clock import FakeClock
