@@ -145,7 +145,7 @@ def _why(hive: LiveHive, name: str, events: object) -> str:
     """Diagnostics for a duplicate agent process: who started what, and when."""
     lines = [f"{name}: {agent_processes(name)}"]
     for pid in agent_processes(name):
-        chain = []
+        chain: list[str] = []
         p = pid
         while p > 1 and len(chain) < 5:
             try:
