@@ -58,26 +58,48 @@ def git_commit_file(repo: Path, path: str, data: bytes | None, message: str) -> 
     git(repo, "commit", "-qm", message)
 
 
-def agent_processes(name: str) -> list[int]:
-    """Pids of the idle program (not bwrap) whose environment says HIVE_AGENT=name."""
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().decode(errors="replace").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _argv(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def agent_processes(name: str, state_dir: Path) -> list[int]:
+    """Pids of the idle program (not bwrap) running as agent ``name`` of this hive.
+
+    Other hives on the machine (other test runs) have agents of the same name,
+    so a process counts only when a sandbox leader above it binds this hive's
+    ``state_dir`` for the agent.
+    """
+    marker = str(state_dir).encode()
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
+        argv = _argv(int(entry))
+        if not argv or not Path(argv[0].decode(errors="replace")).name.startswith("python"):
             continue
-        is_idle = Path(argv[0].decode(errors="replace")).name.startswith("python")
-        if (
-            is_idle
-            and f"HIVE_AGENT={name}".encode() in env
-            and any(b"signal.pause()" in a for a in argv)
-        ):
-            out.append(int(entry))
+        if not any(b"signal.pause()" in a for a in argv):
+            continue
+        pid, hops = int(entry), 0
+        while pid > 1 and hops < 4:
+            stat = _stat(pid)
+            if stat is None:
+                break
+            pid, hops = int(stat[1]), hops + 1
+            if marker in _argv(pid):
+                out.append(int(entry))
+                break
     return out
 
 
@@ -198,6 +220,9 @@ class LiveHive:
             with contextlib.suppress(OSError):
                 out.append(f"--- {log}\n" + (self.home / log).read_text()[-3000:])
         return "\n".join(out)
+
+    def processes(self, name: str) -> list[int]:
+        return agent_processes(name, self.paths.agent_state_dir(name))
 
     def kill9_c0re(self) -> None:
         assert self.c0re is not None

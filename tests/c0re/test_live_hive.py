@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.c0re.desired_repo import agent_yaml
-from tests.c0re.live_hive import LiveHive, agent_processes, git, git_commit_file
+from tests.c0re.live_hive import LiveHive, git, git_commit_file
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ async def test_commit_edit_stop_invalid_remove(hive: LiveHive) -> None:
     latency = time.monotonic() - t0
     assert latency < 1.0, f"commit → runtime apply took {latency:.2f} s"
     await hive.until(lambda: hive.phase_is("alice", "running"), "alice is running")
-    assert len(agent_processes("alice")) == 1
+    assert len(hive.processes("alice")) == 1
     assert hive.paths.mailbox_sock("alice").exists()
     alice = await hive.agent("alice")
     assert alice is not None
@@ -72,7 +72,7 @@ async def test_commit_edit_stop_invalid_remove(hive: LiveHive) -> None:
     stopped = agent_yaml("alice", model="opus", state="stopped")
     git_commit_file(applied, "alice/agent.yaml", stopped, "stop alice")
     await hive.until(lambda: hive.phase_is("alice", "stopped"), "alice is stopped")
-    await hive.until(lambda: not agent_processes("alice"), "alice's process is gone")
+    await hive.until(lambda: not hive.processes("alice"), "alice's process is gone")
 
     # An invalid agent gets its condition; the others keep converging.
     bad_bob = agent_yaml("bob").replace(b"hyperhive.dev/v1", b"v0")
@@ -88,7 +88,7 @@ async def test_commit_edit_stop_invalid_remove(hive: LiveHive) -> None:
     # Removing the folder destroys the agent and closes its mailbox.
     git_commit_file(applied, "alice/agent.yaml", None, "remove alice")
     await hive.until(lambda: _gone(hive, "alice"), "alice is destroyed")
-    assert not agent_processes("alice")
+    assert not hive.processes("alice")
     assert not hive.paths.mailbox_sock("alice").exists()
     events = (await hive.ask(cmd="events", agent="alice"))["events"]
     kinds = [e["kind"] for e in events]
@@ -123,28 +123,28 @@ async def test_kill9_mid_pass_then_restart_converges(hive: LiveHive) -> None:
         await hive.until(lambda n=n: hive.phase_is(n, "running"), f"{n} runs after restart")
     events = (await hive.ask(cmd="events", limit=1000))["events"]
     for n in [*names, "hm1nd"]:
-        assert len(agent_processes(n)) == 1, _why(hive, n, events)
+        assert len(hive.processes(n)) == 1, _why(hive, n, events)
     creates = Counter(e["agent"] for e in events if e["kind"] == "create")
     assert all(c == 1 for c in creates.values()), creates
 
     # SIGTERM (a service restart) leaves every agent running; the next c0re adopts them.
-    before = {n: agent_processes(n) for n in [*names, "hm1nd"]}
+    before = {n: hive.processes(n) for n in [*names, "hm1nd"]}
     last = max(e["id"] for e in events)
     assert await hive.sigterm_c0re() == 0
-    assert {n: agent_processes(n) for n in before} == before
+    assert {n: hive.processes(n) for n in before} == before
     await hive.start_c0re()
     await hive.ask(cmd="reconcile")
     for n in names:
         assert await hive.phase_is(n, "running")
-    assert {n: agent_processes(n) for n in before} == before
+    assert {n: hive.processes(n) for n in before} == before
     acted = [e for e in (await hive.ask(cmd="events", limit=1000))["events"] if e["id"] > last]
     assert not [e for e in acted if e["kind"] in ("create", "start", "stop")], acted
 
 
 def _why(hive: LiveHive, name: str, events: object) -> str:
     """Diagnostics for a duplicate agent process: who started what, and when."""
-    lines = [f"{name}: {agent_processes(name)}"]
-    for pid in agent_processes(name):
+    lines = [f"{name}: {hive.processes(name)}"]
+    for pid in hive.processes(name):
         chain: list[str] = []
         p = pid
         while p > 1 and len(chain) < 5:
@@ -152,7 +152,8 @@ def _why(hive: LiveHive, name: str, events: object) -> str:
                 stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 break
-            chain.append(f"{p}(start {stat[19]})")
+            argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:3]
+            chain.append(f"{p}(start {stat[19]}, sid {stat[3]}, {argv!r})")
             p = int(stat[1])
         lines.append(" <- ".join(chain))
     with contextlib.suppress(OSError):
