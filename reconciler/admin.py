@@ -231,7 +231,8 @@ async def kill(admin: Admin, req: dict[str, Any]) -> dict[str, Any]:
     if name not in observed and admin.store.get(name) is None:
         raise NotFound(f"no agent {name!r}")
     admin.store.set_suspended(name, True)
-    if name in observed:
+    await admin.reconciler.wait_worker(name)  # a Start in flight would undo the stop
+    if name in await admin.runtime.observe():
         await admin.runtime.apply(Action(ActionKind.STOP, name))
     admin.store.log(name, "killed", "stopped by the operator and suspended")
     return {"name": name, "suspended": True}

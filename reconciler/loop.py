@@ -349,6 +349,12 @@ class Reconciler:
         async with self.pass_done:
             await self.pass_done.wait_for(lambda: self.passes > n)
 
+    async def wait_worker(self, name: str) -> None:
+        """Until the agent's running worker (if any) is done: kill must not race a Start."""
+        task = self._inflight.get(name)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
     async def wait_idle(self) -> None:
         """Wait until no worker runs (tests and the bench drive passes by hand)."""
         while self._inflight:
