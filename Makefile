@@ -26,6 +26,9 @@ pytest:
 
 bench: setup
 	$(VENV)/python bench/broker.py
+	$(VENV)/python bench/reconcile.py
+	$(VENV)/python bench/dashboard.py
+	$(VENV)/python bench/harness.py
 
 clean:
 	rm -rf .venv .build .hive
