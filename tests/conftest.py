@@ -39,9 +39,9 @@ def require_tool(name: str) -> str:
     return path
 
 
-def _children() -> list[int]:
-    me = str(os.getpid())
-    out = []
+def _parents() -> dict[int, int]:
+    """pid → ppid for every process, read from /proc."""
+    out: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -51,9 +51,26 @@ def _children() -> list[int]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == me:
-            out.append(int(entry))
+        if len(fields) > 1:
+            out[int(entry)] = int(fields[1])
     return out
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    return [pid for pid, ppid in _parents().items() if ppid == me]
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    """``roots`` and everything below them: killing a sandbox's leader alone
+    (bwrap, systemd-nspawn) would leave the processes inside it running."""
+    parents = _parents()
+    found = list(roots)
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - set(found)
+        found.extend(frontier)
+    return found
 
 
 def _reap() -> None:
@@ -78,7 +95,7 @@ def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
         if not leaked:
             return
         time.sleep(0.05)  # polling /proc for exits; there is no event to await here
-    for pid in leaked:
+    for pid in _descendants(leaked):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _reap()
