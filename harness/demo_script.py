@@ -54,7 +54,7 @@ class Script:
         last = messages[-1] if messages else {}
         if _has_tool_result(last):
             return Reply(text=_after_tool(last))
-        prompt = _text_of(last)
+        prompt = _user_turn_text(messages)
         if "summary" in prompt.lower() and "conversation" in prompt.lower():
             return Reply(text="Summary: the agent was woken by hive messages and answered them.")
         error = self._marker_reply(prompt)
@@ -136,6 +136,17 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(content, list):
         return [b for b in content if isinstance(b, dict)]
     return []
+
+
+def _user_turn_text(messages: list[Any]) -> str:
+    """The text of every user message since the model last spoke: the CLI may
+    append its own user message (agent types, skills) after the wake prompt."""
+    texts: list[str] = []
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            break
+        texts.append(_text_of(message))
+    return "\n".join(reversed(texts))
 
 
 def _text_of(message: dict[str, Any]) -> str:
