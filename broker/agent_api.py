@@ -8,7 +8,6 @@ socket can neither read b's inbox nor send as b.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from hyperhive.broker.errors import BadRequest
 from hyperhive.broker.mailroom import Mailroom
@@ -61,9 +60,9 @@ def agent_app(mailroom: Mailroom, mailbox: str) -> Starlette:
             try:
                 msg = await mailroom.recv(mailbox, wait, gone)
             finally:
+                # Not awaited: the cancellation completes on the next loop turn,
+                # and the reply need not wait behind the other tasks of this one.
                 watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
         if msg is None:
             return Response(status_code=204)
         return ok(msg.delivery())

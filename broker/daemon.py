@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sqlite3
@@ -149,6 +150,11 @@ class Broker:
             loop.add_signal_handler(sig, self.stop)
         try:
             async with self.running():
+                # What start-up built (modules, apps, servers of the stored
+                # mailboxes) lives as long as the process: keep it out of
+                # every later collection.
+                gc.collect()
+                gc.freeze()
                 await self._stop.wait()
                 log.info("stopping: finishing in-flight requests and commits")
         finally:

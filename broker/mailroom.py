@@ -209,11 +209,14 @@ class Mailroom:
             wake = functools.partial(_resolve, fut)
             if gone is not None:
                 gone.add_done_callback(wake)
+            # A timer resolving the future, not asyncio.wait_for: that wraps the
+            # wait in a second future, one more loop turn between the wake-up
+            # and this task running again.
+            timeout = loop.call_later(remaining, wake)
             try:
-                await asyncio.wait_for(fut, remaining)
-            except TimeoutError:
-                pass
+                await fut
             finally:
+                timeout.cancel()
                 if gone is not None:
                     gone.remove_done_callback(wake)
                 fut.cancel()
