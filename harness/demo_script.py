@@ -140,12 +140,14 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _user_turn_text(messages: list[Any]) -> str:
     """The text of every user message since the model last spoke: the CLI may
-    append its own user message (agent types, skills) after the wake prompt."""
+    append its own message (role user or system: agent types, skills) after
+    the wake prompt."""
     texts: list[str] = []
     for message in reversed(messages):
-        if not isinstance(message, dict) or message.get("role") != "user":
+        if not isinstance(message, dict) or message.get("role") not in ("user", "system"):
             break
-        texts.append(_text_of(message))
+        if message["role"] == "user":
+            texts.append(_text_of(message))
     return "\n".join(reversed(texts))
 
 

@@ -2,12 +2,15 @@
 
 Real broker, c0re, process runtime (bwrap), harness, real claude CLI against
 the packaged demo model; the operator opens the printed URL in Chromium and
-reads both agents' turns through c0re's proxy; Ctrl-C leaves nothing behind.
+reads both agents' turns through c0re's proxy; hm1nd's claude asks for a
+commit it made in proposed, the operator approves, the new agent runs;
+Ctrl-C leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -139,6 +142,8 @@ async def test_demo_hive_end_to_end(tmp_path: Path, artifacts: Path) -> None:
                 await fresh.close()
             finally:
                 await browser.close()
+
+        await manager_proposes_and_operator_approves(paths)
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGINT)  # Ctrl-C
@@ -146,3 +151,62 @@ async def test_demo_hive_end_to_end(tmp_path: Path, artifacts: Path) -> None:
     assert code == 0, text()
     assert not paths.host_sock.exists()
     assert not paths.broker_sock.exists()
+
+
+async def admin(paths: Paths, **req: Any) -> dict[str, Any]:
+    resp = await jsonlines.request(paths.host_sock, req)
+    assert resp["ok"], resp
+    return resp
+
+
+async def manager_proposes_and_operator_approves(paths: Paths) -> None:
+    """hm1nd commits carol in proposed; its real claude calls request_apply_commit."""
+    proposed = paths.proposed
+    carol = (paths.applied / "bob" / "agent.yaml").read_text().replace("bob", "carol")
+    (proposed / "carol").mkdir()
+    (proposed / "carol" / "agent.yaml").write_text(carol)
+    git_env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "hm1nd",
+        "GIT_AUTHOR_EMAIL": "hm1nd@hive",
+        "GIT_COMMITTER_NAME": "hm1nd",
+        "GIT_COMMITTER_EMAIL": "hm1nd@hive",
+    }
+    for argv in (["add", "carol"], ["commit", "-q", "-m", "add carol"]):
+        subprocess.run(["git", "-C", str(proposed), *argv], check=True, env=git_env)
+    sha = subprocess.run(
+        ["git", "-C", str(proposed), "rev-parse", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=git_env,
+    ).stdout.strip()
+
+    call = json.dumps({"sha": sha})
+    await admin(
+        paths, cmd="send", to="hm1nd", body=f"apply carol [fake:call request_apply_commit {call}]"
+    )
+
+    async def requested() -> dict[str, Any] | None:
+        pending = (await admin(paths, cmd="pending"))["approvals"]
+        return next((a for a in pending if a["sha"] == sha), None)
+
+    approval = await until(requested, "hm1nd's request to appear as a pending approval")
+    assert approval["kind"] == "apply_commit"
+    assert approval["status"] == "pending"
+    await admin(paths, cmd="approve", id=approval["id"])
+
+    async def carol_runs() -> bool:
+        status = await admin(paths, cmd="status")
+        return any(a["name"] == "carol" and a["phase"] == "running" for a in status["agents"])
+
+    await until(carol_runs, "carol to run after the approval")
+    assert (
+        f"Approval-Id: {approval['id']}"
+        in subprocess.run(
+            ["git", "-C", str(paths.applied), "log", "-1", "--format=%B"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )

@@ -75,12 +75,13 @@ def test_after_a_tool_result_the_turn_ends_with_text() -> None:
 
 
 def test_a_user_message_the_cli_appends_after_the_wake_prompt_is_read_past() -> None:
-    """claude 2.1.197 may add its own user message (agent types, skills) after ours."""
+    """claude 2.1.197 may add its own message (agent types, skills) after ours."""
     request = wake("hm1nd", "operator", '[fake:call kill {"name": "bob"}]')
-    request["messages"].append(
-        {"role": "user", "content": "Available agent types for the Agent tool: …"}
-    )
-    assert Script().reply(request).call == ToolCall("kill", {"name": "bob"})
+    for role in ("system", "user"):
+        request["messages"].append(
+            {"role": role, "content": "Available agent types for the Agent tool: …"}
+        )
+        assert Script().reply(request).call == ToolCall("kill", {"name": "bob"})
     # An earlier turn's wake prompt, before the model's answer, is not read again.
     earlier = wake("alice", "operator", "old")["messages"]
     request["messages"] = [
