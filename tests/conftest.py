@@ -21,6 +21,16 @@ import pytest
 PR_SET_CHILD_SUBREAPER = 36
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+#: Debian's Chromium, headless, as root, on a machine with no outside network:
+#: without the background-networking flags it keeps dialling hosts it cannot reach.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

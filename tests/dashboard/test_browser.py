@@ -19,15 +19,13 @@ import pytest
 from hyperhive.reconciler import gitrepo
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
-from tests.conftest import require_tool
+from tests.conftest import CHROMIUM_ARGS, require_tool
 from tests.dashboard.hive_proc import HiveProcess
 from tests.dashboard.procs import until
 from tests.dashboard.repos import agent_yaml
 
 pytestmark = pytest.mark.slow
 START_ALICE = "Start alice\n\nShe has a queue of reviews waiting; the operator asked for her."
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
 
 
 @pytest.fixture

@@ -26,18 +26,10 @@ from playwright.async_api import async_playwright
 
 from hyperhive import jsonlines
 from hyperhive.paths import Paths
-from tests.conftest import require_tool
+from tests.conftest import CHROMIUM_ARGS, require_tool
 
 pytestmark = pytest.mark.slow
 HIVE_C0RE = str(Path(sys.executable).parent / "hive-c0re")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 URL_RE = re.compile(r"dashboard: (http://127\.0\.0\.1:\d+/\?token=\S+)")
 
 

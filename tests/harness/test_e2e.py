@@ -7,18 +7,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.conftest import require_tool
+from tests.conftest import CHROMIUM_ARGS, require_tool
 from tests.harness.conftest import Hive
 from tests.harness.hive import wait_for
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.mark.slow
