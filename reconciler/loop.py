@@ -4,9 +4,10 @@ Level-triggered, after controller-runtime: a trigger (a new applied HEAD, a
 runtime event, admin ``reconcile``, the periodic resync) only marks agents
 dirty. A pass re-reads applied HEAD and the runtime's observation, plans
 each dirty agent with the pure :func:`~hyperhive.reconciler.plan.plan`, and
-hands agents with actions to a worker (one per agent, a global concurrency
-limit). Agents without actions get their status written in one batch, so a
-no-op pass over a thousand agents is one read of git and one ``observe()``.
+hands agents with actions to a worker (:mod:`~hyperhive.reconciler.worker`;
+one per agent, a global concurrency limit). Agents without actions get
+their status written in one batch, so a no-op pass over a thousand agents
+is one read of git and one ``observe()``.
 
 The only memory between passes is the retry schedule (backoff after a
 temporary error, the commit a permanent error is waiting to see change) and
@@ -25,21 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pygit2
-from hyperhive.reconciler import gitrepo, statusfile, triggers
+from hyperhive.reconciler import gitrepo, statusfile, triggers, worker
 from hyperhive.reconciler.backoff import Retry, backoff_delay
 from hyperhive.reconciler.broker_client import BrokerClient
 from hyperhive.reconciler.conditions import Outcome, agent_status
 from hyperhive.reconciler.desired import DesiredLoader, DesiredState, default_manager_yaml
 from hyperhive.reconciler.plan import plan
-from hyperhive.reconciler.runtimes.base import (
-    Action,
-    ActionKind,
-    Desired,
-    Observed,
-    PermanentError,
-    Runtime,
-    TemporaryError,
-)
+from hyperhive.reconciler.runtimes.base import Action, ActionKind, Desired, Observed, Runtime
 from hyperhive.reconciler.status import AgentStatus, Condition, Event, StatusStore
 
 from hyperhive.clock import Clock, SystemClock
@@ -219,7 +212,7 @@ class Reconciler:
                 continue
             if self.store.is_suspended(name):
                 # Flux semantics: nothing is done, but what is observed is still shown.
-                row = self._status(name, d, o, snap)
+                row = self.status_row(name, d, o, snap)
                 paused = Condition(
                     "Reconciled", "Unknown", "Suspended", f"resume with `hive-c0re resume {name}`"
                 )
@@ -228,7 +221,7 @@ class Reconciler:
                 continue
             invalid = snap.desired.invalid.get(name)
             if invalid is not None:
-                batch.append(self._status(name, None, o, snap, error=invalid.message))
+                batch.append(self.status_row(name, None, o, snap, error=invalid.message))
                 continue
             retry = self.retries.get(name)
             if retry is not None and retry.permanent_for is not None:
@@ -248,25 +241,25 @@ class Reconciler:
                 if d is None and o is None:
                     if self.broker is not None and name not in snap.desired.invalid:
                         # Idempotent: heals a Destroy whose mailbox close failed.
-                        self._spawn(self._close_mailbox(name), f"close-{name}")
+                        self._spawn(worker.close_mailbox(self, name), f"close-{name}")
                     self.store.forget(name)
                     self.retries.pop(name, None)
                     continue
                 healthy = o is not None and o.phase == "running"
                 if healthy and retry is not None and now >= retry.at + HEALTHY_AFTER:
                     self.retries.pop(name, None)  # healthy for a while: forget the backoff
-                batch.append(self._status(name, d, o, snap))
+                batch.append(self.status_row(name, d, o, snap))
                 continue
             if o is not None and o.phase == "failed":
                 events.append(Event(name, "exited", o.message or "the agent exited"))
-                self._schedule_retry(name, "crashed")
+                self.schedule_retry(name, "crashed")
             self._start_worker(name, actions, snap)
         if self._inflight:
             await asyncio.sleep(0)  # workers act first; a thousand status rows can wait
         fresh = [row.name for row in batch if self.store.get(row.name) is None]
         self.store.write(batch, events)
         for name in fresh:  # a status.json written before the agent had a row
-            self._read_status_file(name)
+            self.read_status_file(name)
         if new_head is not None:
             self._spawn(self._merge_proposed(), "merge-proposed")
         await self._finish_pass()
@@ -280,7 +273,8 @@ class Reconciler:
         task.add_done_callback(self._loose.discard)
         return task
 
-    def _read_status_file(self, name: str) -> None:
+    def read_status_file(self, name: str) -> None:
+        """Pick up a status.json the harness wrote before the agent had a row."""
         with contextlib.suppress(Exception):
             path = self.paths.agent_state_dir(name) / "status.json"
             statusfile.read_into(self.store, name, path)
@@ -322,6 +316,10 @@ class Reconciler:
         self._inflight[name] = task
         task.add_done_callback(lambda _t: self._worker_done(name))
 
+    async def _work(self, name: str, actions: list[Action], snap: Snapshot) -> None:
+        async with self._limit:
+            await worker.work(self, name, actions, snap)
+
     def _worker_done(self, name: str) -> None:
         self._inflight.pop(name, None)
         self._dirty.add(name)  # verify what the actions did with a fresh observation
@@ -360,71 +358,8 @@ class Reconciler:
         while self._inflight:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
-    async def _work(self, name: str, actions: list[Action], snap: Snapshot) -> None:
-        async with self._limit:
-            done: list[str] = []
-            error = ""
-            temporary = False
-            try:
-                for action in actions:
-                    await self._apply(action)
-                    done.append(str(action.kind))
-            except TemporaryError as e:
-                error, temporary = e.message, True
-            except PermanentError as e:
-                error = e.message
-            except Exception as e:
-                log.exception("runtime failed on %s", name)
-                error, temporary = f"unexpected runtime failure: {e}", True
-            self.applied_actions += len(done)
-            d = snap.desired.agents.get(name)
-            events = [Event(name, kind) for kind in done]
-            if error:
-                events.append(Event(name, "temporary_error" if temporary else "error", error))
-                if temporary:
-                    self._schedule_retry(name, error)
-                else:
-                    self.retries.setdefault(name, Retry()).permanent_for = (
-                        d.config_hash if d is not None else ""
-                    )
-            row = self._status(
-                name,
-                d,
-                snap.observed.get(name),
-                snap,
-                error=error,
-                temporary=temporary,
-                applied=done,
-            )
-            if d is None and not error:
-                self.store.write([], events)
-            else:
-                fresh = self.store.get(name) is None
-                self.store.write([row], events)
-                if fresh:
-                    self._read_status_file(name)
-
-    async def _apply(self, action: Action) -> None:
-        """One action, with the broker mailbox opened before and closed after as needed."""
-        if self.broker is not None and action.kind in (
-            ActionKind.CREATE,
-            ActionKind.REBUILD,
-            ActionKind.START,
-        ):
-            await self.broker.open_mailbox(action.name)
-        await self.runtime.apply(action)
-        if self.broker is not None and action.kind is ActionKind.DESTROY:
-            await self.broker.close_mailbox(action.name)
-
-    async def _close_mailbox(self, name: str) -> None:
-        if self.broker is None:
-            return
-        try:
-            await self.broker.close_mailbox(name)
-        except Exception as e:  # best effort; the next forget of this name tries again
-            log.warning("closing %s's mailbox failed: %s", name, e)
-
-    def _schedule_retry(self, name: str, why: str) -> None:
+    def schedule_retry(self, name: str, why: str) -> None:
+        """A temporary error or a crash: the next try after backoff."""
         retry = self.retries.setdefault(name, Retry())
         retry.failures += 1
         retry.permanent_for = None
@@ -438,7 +373,7 @@ class Reconciler:
             failures, self.settings.backoff_base, self.settings.backoff_cap, self.rng
         )
 
-    def _status(
+    def status_row(
         self,
         name: str,
         d: Desired | None,
@@ -449,6 +384,7 @@ class Reconciler:
         temporary: bool = False,
         applied: list[str] | None = None,
     ) -> AgentStatus:
+        """The agent's status row for this pass (or its worker's outcome)."""
         retry_note = ""
         retry = self.retries.get(name)
         if error and temporary and retry is not None:
