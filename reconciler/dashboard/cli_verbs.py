@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hyperhive.reconciler import cli
+from hyperhive.reconciler import cli, cli_output
 
 
 def _pending_configure(p: argparse.ArgumentParser) -> None:
@@ -26,20 +26,20 @@ def render_pending(resp: dict[str, Any]) -> int:
     approvals = resp.get("approvals", [])
     if not approvals:
         print("nothing pending")
-        return cli.EXIT_OK
+        return cli_output.EXIT_OK
     rows = [
         [str(a["id"]), a["kind"], a["agent"], (a.get("sha") or "")[:12], a["status"],
          a["requested_at"], a.get("note") or ""]
         for a in approvals
     ]  # fmt: skip
-    print(cli.table(rows, ["ID", "KIND", "AGENT", "SHA", "STATUS", "REQUESTED", "NOTE"]))
+    print(cli_output.table(rows, ["ID", "KIND", "AGENT", "SHA", "STATUS", "REQUESTED", "NOTE"]))
     for a in approvals:
         if a.get("diff"):
             print(f"\n--- approval {a['id']} ({a['kind']} {a['agent']}) ---")
             if a.get("message"):
                 print("".join(f"# {line}\n" for line in a["message"].splitlines()), end="")
             print(a["diff"], end="")
-    return cli.EXIT_OK
+    return cli_output.EXIT_OK
 
 
 def _id(p: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def render_decision(resp: dict[str, Any]) -> int:
     if a.get("note"):
         line += f" ({a['note']})"
     print(line)
-    return cli.EXIT_OK if a.get("status") != "failed" else cli.EXIT_REFUSED
+    return cli_output.EXIT_OK if a.get("status") != "failed" else cli_output.EXIT_REFUSED
 
 
 def register() -> None:
