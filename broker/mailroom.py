@@ -32,6 +32,9 @@ from hyperhive.names import MANAGER_MAILBOX, OPERATOR
 
 log = logging.getLogger(__name__)
 
+#: The most just-committed messages a mailbox keeps for its parked readers.
+FRESH_MAX = 64
+
 
 @dataclass
 class Lease:
@@ -50,19 +53,27 @@ class Mailbox:
     #: Parked ``recv`` calls, oldest first. One message wakes one of them, so
     #: many readers on one mailbox are not all woken for every send.
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    #: New messages made ready while a reader was parked, as just committed:
+    #: the woken reader takes the row from here instead of reading it back
+    #: (the read right after another connection's commit is the slow one).
+    #: Bounded: kept only for a parked reader, and at most FRESH_MAX.
+    fresh: dict[int, store.Message] = field(default_factory=dict)
 
-    def push(self, mid: int) -> None:
+    def push(self, mid: int, message: store.Message | None = None) -> None:
         if mid not in self.queued:
             self.queued.add(mid)
             heapq.heappush(self.ready, mid)
+            if message is not None and self.waiters and len(self.fresh) < FRESH_MAX:
+                self.fresh[mid] = message
         self.wake_one()
 
-    def pop(self) -> int | None:
+    def pop(self) -> tuple[int, store.Message | None] | None:
+        """The oldest ready id, and its row if it was kept in :attr:`fresh`."""
         while self.ready:
             mid = heapq.heappop(self.ready)
             if mid in self.queued:
                 self.queued.discard(mid)
-                return mid
+                return mid, self.fresh.pop(mid, None)
         return None
 
     def park(self, fut: asyncio.Future[None]) -> None:
@@ -130,10 +141,10 @@ class Mailroom:
                     box.push(mid)
         return box
 
-    def _make_ready(self, recipient: str, mid: int) -> None:
+    def _make_ready(self, recipient: str, mid: int, message: store.Message | None = None) -> None:
         box = self.boxes.get(recipient)
         if box is not None:
-            box.push(mid)
+            box.push(mid, message)
 
     # --- mailboxes --------------------------------------------------------------
 
@@ -170,7 +181,7 @@ class Mailroom:
 
         def ready(sent: store.Sent) -> None:
             if sent.created:
-                self._make_ready(sent.recipient, sent.id)
+                self._make_ready(sent.recipient, sent.id, sent.message)
 
         return await self.writer.submit(
             lambda tx: store.insert_message(tx, sender, recipient, body, key), ready
@@ -195,9 +206,11 @@ class Mailroom:
                 if box.ready:
                     box.wake_one()
                 return None
-            mid = box.pop()
-            if mid is not None:
-                msg = store.message(self.reader, mid)
+            popped = box.pop()
+            if popped is not None:
+                mid, msg = popped
+                if msg is None:
+                    msg = store.message(self.reader, mid)
                 if msg is None or msg.acked_at is not None or msg.dead_at is not None:
                     continue  # purged with its mailbox meanwhile
                 return self._lease(box, msg)

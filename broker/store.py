@@ -106,6 +106,9 @@ class Sent:
     id: int
     created: bool
     recipient: str
+    #: The stored row of a new message, so a waiting reader can be handed it
+    #: without reading it back (None for a repeated key).
+    message: Message | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def insert_message(tx: Tx, sender: str, recipient: str, body: str, key: str | No
     mid = int(cur.lastrowid or 0)
     message = {"id": mid, "from": sender, "to": recipient, "body": body, "sent_at": tx.now_text}
     tx.event("send", mid, {"message": message})
-    return Sent(mid, True, recipient)
+    return Sent(mid, True, recipient, Message(mid, sender, recipient, body, tx.now, 0, 0, acked_at))
 
 
 def deliver(tx: Tx, mid: int, attempt: int) -> None:
