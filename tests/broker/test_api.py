@@ -105,6 +105,22 @@ async def test_recv_wakes_on_commit(broker_proc: BrokerProcess, control: BrokerC
         got = await asyncio.wait_for(waiting, 5)
         assert got.data["body"] == "wake up"
         assert loop.time() - t0 < 1.0
+        # The woken reader is handed the row from the send, not read back:
+        # it must be exactly what is on disk.
+        (stored,) = await control.messages(agent="wk-a")
+        assert got.data == {
+            "id": r.data["id"],
+            "from": "operator",
+            "to": "wk-a",
+            "body": "wake up",
+            "sent_at": stored["sent_at"],
+            "attempt": 1,
+        }
+        assert (stored["id"], stored["body"], stored["state"]) == (
+            r.data["id"],
+            "wake up",
+            "leased",
+        )
 
 
 async def test_idempotency_key(broker_proc: BrokerProcess, control: BrokerClient) -> None:

@@ -44,6 +44,28 @@ async def test_concurrent_sends_share_commits_and_land_before_the_reply(tmp_path
         reader.close()
 
 
+async def test_lone_jobs_commit_inline_and_land_before_the_reply(tmp_path: Path) -> None:
+    """Small batches skip the commit thread; they must be just as durable."""
+    writer, published = make_writer(tmp_path / "b.sqlite")
+    writer.start()
+    reader = hive_sqlite.connect(tmp_path / "b.sqlite", store.MIGRATIONS)
+    try:
+        for body in ("m0", "m1", "m2"):
+
+            def insert(tx: Tx, body: str = body) -> store.Sent:
+                return store.insert_message(tx, "a", "b", body, None)
+
+            sent = await writer.submit(insert)
+            assert store.message(reader, sent.id) is not None
+        assert (writer.batches, writer.jobs_done) == (3, 3)
+        assert [e.kind for e in published] == ["send"] * 3
+        assert writer._fsync is not None
+        assert not writer._fsync._threads  # the commit thread was never started
+    finally:
+        await writer.stop()
+        reader.close()
+
+
 async def test_a_failing_job_fails_alone(tmp_path: Path) -> None:
     writer, published = make_writer(tmp_path / "b.sqlite")
     writer.start()
