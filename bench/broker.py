@@ -45,9 +45,8 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hyperhive.broker.store import MIGRATIONS  # noqa: E402
-
 from hyperhive import sqlite as hive_sqlite  # noqa: E402
+from hyperhive.broker.store import MIGRATIONS  # noqa: E402
 from hyperhive.paths import Paths  # noqa: E402
 
 AGENTS = 100

@@ -29,6 +29,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hyperhive import jsonlines
+from hyperhive.paths import Paths
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.admin import Admin
 from hyperhive.reconciler.approvals import ApprovalQueue
@@ -43,9 +45,6 @@ from hyperhive.reconciler.dashboard.relay import BrokerLink
 from hyperhive.reconciler.loop import LoopSettings, Reconciler
 from hyperhive.reconciler.runtimes.base import Action, ActionKind
 from hyperhive.reconciler.status import AgentStatus, Condition, StatusStore
-
-from hyperhive import jsonlines
-from hyperhive.paths import Paths
 from tests.fakes.memory_runtime import MemoryRuntime
 
 ROUNDS = 20

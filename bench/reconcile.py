@@ -24,12 +24,11 @@ import pygit2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hyperhive.paths import Paths
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.desired import DesiredLoader
 from hyperhive.reconciler.loop import LoopSettings, Reconciler
 from hyperhive.reconciler.status import StatusStore
-
-from hyperhive.paths import Paths
 from tests.fakes.memory_runtime import MemoryRuntime
 
 REV = "bench"

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Receive
+
 from hyperhive.broker.errors import BadRequest
 from hyperhive.broker.mailroom import Mailroom
 from hyperhive.broker.wire import (
@@ -19,11 +25,6 @@ from hyperhive.broker.wire import (
     seconds_param,
     text_field,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Message, Receive
 
 
 async def watch_disconnect(receive: Receive, gone: asyncio.Future[None]) -> None:

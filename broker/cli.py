@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvloop
+
 from hyperhive.broker.daemon import Broker
 from hyperhive.broker.settings import BrokerSettings
-
 from hyperhive.config import load_config
 from hyperhive.errors import HiveError
 from hyperhive.paths import Paths

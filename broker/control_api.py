@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from hyperhive.broker import store
-from hyperhive.broker.errors import BadRequest, SocketUnavailable
-from hyperhive.broker.events import EventFeed
-from hyperhive.broker.mailroom import Mailroom
-from hyperhive.broker.wire import EXCEPTION_HANDLERS, int_param, ok, read_object, text_field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from hyperhive.broker import store
+from hyperhive.broker.errors import BadRequest, SocketUnavailable
+from hyperhive.broker.events import EventFeed
+from hyperhive.broker.mailroom import Mailroom
+from hyperhive.broker.wire import EXCEPTION_HANDLERS, int_param, ok, read_object, text_field
 from hyperhive.names import OPERATOR, SYSTEM, validate_mailbox_name
 
 #: Opens or closes the socket of a mailbox (the daemon's listeners).

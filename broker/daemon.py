@@ -22,6 +22,9 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from starlette.types import ASGIApp
+
+from hyperhive import sqlite as hive_sqlite
 from hyperhive.broker import store
 from hyperhive.broker.agent_api import agent_app
 from hyperhive.broker.control_api import control_app
@@ -30,9 +33,6 @@ from hyperhive.broker.listeners import Listener
 from hyperhive.broker.mailroom import Mailroom
 from hyperhive.broker.settings import BrokerSettings
 from hyperhive.broker.writer import Writer
-from starlette.types import ASGIApp
-
-from hyperhive import sqlite as hive_sqlite
 from hyperhive.clock import Clock, SystemClock
 from hyperhive.paths import Paths
 

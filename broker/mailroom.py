@@ -26,7 +26,6 @@ from hyperhive.broker import store
 from hyperhive.broker.errors import Conflict, NotFound, ShuttingDown
 from hyperhive.broker.settings import BrokerSettings
 from hyperhive.broker.writer import Writer
-
 from hyperhive.clock import Clock
 from hyperhive.names import MANAGER_MAILBOX, OPERATOR
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperhive.broker.writer import Tx, render_event
-
 from hyperhive.clock import rfc3339
 from hyperhive.names import MANAGER_MAILBOX, OPERATOR, SYSTEM
 

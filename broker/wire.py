@@ -12,11 +12,11 @@ import logging
 import math
 from typing import Any
 
-from hyperhive.broker.errors import BadRequest, TooLarge, http_status
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hyperhive.broker.errors import BadRequest, TooLarge, http_status
 from hyperhive.errors import HiveError
 
 log = logging.getLogger(__name__)

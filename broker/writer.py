@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from hyperhive.broker.errors import ShuttingDown
-
 from hyperhive.clock import Clock, rfc3339
 from hyperhive.errors import HiveError
 

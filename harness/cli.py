@@ -82,11 +82,10 @@ def _serve(args: argparse.Namespace, *, manager: bool) -> int:
     import shlex
     import shutil
 
+    from hyperhive.errors import HiveError
     from hyperhive.harness.agent_config import load_config
     from hyperhive.harness.claude_runner import ClaudeSettings
     from hyperhive.harness.serve import ServeOptions, serve
-
-    from hyperhive.errors import HiveError
 
     try:
         cfg = load_config(os.environ, manager=manager)
@@ -122,9 +121,9 @@ def _mcp(args: argparse.Namespace) -> int:
 
         return relay(state_dir / "mcp.sock")
     import anyio
+
     from hyperhive.harness.broker_client import BrokerClient
     from hyperhive.harness.mcp_tools import HiveTools, build_server
-
     from hyperhive.names import MANAGER_AGENT
 
     socket_dir = Path(os.environ.get("HIVE_SOCKET_DIR", "/run/hive"))

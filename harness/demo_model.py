@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from hyperhive.harness.demo_script import Reply, Script
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from hyperhive.harness.demo_script import Reply, Script
 
 _ids = itertools.count(1)
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from hyperhive.harness.broker_client import BrokerClient
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from hyperhive import jsonlines
 from hyperhive.errors import HiveError
+from hyperhive.harness.broker_client import BrokerClient
 from hyperhive.names import InvalidName, validate_agent_name
 
 SERVER_NAME = "hive"

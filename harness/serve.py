@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
+
 from hyperhive.harness.agent_config import AgentConfig
 from hyperhive.harness.broker_client import BrokerClient
 from hyperhive.harness.claude_runner import ClaudeSettings

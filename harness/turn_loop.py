@@ -18,6 +18,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from hyperhive.errors import HiveError
 from hyperhive.harness import events as ev
 from hyperhive.harness.agent_config import AgentConfig
 from hyperhive.harness.broker_client import BrokerClient, Message
@@ -31,8 +32,6 @@ from hyperhive.harness.claude_runner import (
     write_mcp_config,
 )
 from hyperhive.harness.status import StatusFile
-
-from hyperhive.errors import HiveError
 
 log = logging.getLogger(__name__)
 RECV_WAIT = 30.0

@@ -23,17 +23,18 @@ from html import escape
 from importlib import resources
 from string import Template
 
-from hyperhive.harness.agent_config import AgentConfig
-from hyperhive.harness.events import TURN_END, TURN_START, EventLog
-from hyperhive.harness.login import LoginFlow
-from hyperhive.harness.status import StatusFile
-from hyperhive.harness.transcript import render, status_line
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from hyperhive.harness.agent_config import AgentConfig
+from hyperhive.harness.events import TURN_END, TURN_START, EventLog
+from hyperhive.harness.login import LoginFlow
+from hyperhive.harness.status import StatusFile
+from hyperhive.harness.transcript import render, status_line
 
 CSRF_MAX_AGE = 12 * 3600
 PING_SECONDS = 15

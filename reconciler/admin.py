@@ -15,16 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperhive.errors import BadRequest, HiveError, NotFound
+from hyperhive.names import MANAGER_AGENT, validate_agent_name, validate_mailbox_name
+from hyperhive.paths import Paths
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.broker_client import BrokerClient
 from hyperhive.reconciler.loop import Reconciler
 from hyperhive.reconciler.plan import plan_all
 from hyperhive.reconciler.runtimes.base import Action, ActionKind, Runtime
 from hyperhive.reconciler.status import StatusStore
-
-from hyperhive.errors import BadRequest, HiveError, NotFound
-from hyperhive.names import MANAGER_AGENT, validate_agent_name, validate_mailbox_name
-from hyperhive.paths import Paths
 
 MAX_BODY = 64 * 1024
 RECONCILE_TIMEOUT = 60.0

@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
+
+from hyperhive.clock import now_rfc3339
+from hyperhive.errors import BadRequest, Conflict, HiveError, NotFound
+from hyperhive.names import MANAGER_MAILBOX
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.proposals import (
     MAX_WALK,
@@ -39,10 +43,6 @@ from hyperhive.reconciler.proposals import (
     spawn_yaml,
     validate_agent_yaml,
 )
-
-from hyperhive.clock import now_rfc3339
-from hyperhive.errors import BadRequest, Conflict, HiveError, NotFound
-from hyperhive.names import MANAGER_MAILBOX
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hyperhive.reconciler.runtimes.base import TemporaryError
 
 from hyperhive.errors import HiveError
 from hyperhive.names import OPERATOR, mailbox_for_agent
+from hyperhive.reconciler.runtimes.base import TemporaryError
 
 
 class BrokerRefused(HiveError):

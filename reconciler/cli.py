@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hyperhive.errors import HiveError
+from hyperhive.jsonlines import Unreachable, request_sync
+from hyperhive.paths import Paths, resolve_paths
 from hyperhive.reconciler.cli_output import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -34,10 +37,6 @@ from hyperhive.reconciler.cli_output import (
     render_history,
     render_status,
 )
-
-from hyperhive.errors import HiveError
-from hyperhive.jsonlines import Unreachable, request_sync
-from hyperhive.paths import Paths, resolve_paths
 
 REQUEST_TIMEOUT = 120.0
 

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperhive import jsonlines
+from hyperhive.config import ConfigError, load_config, take
+from hyperhive.paths import Paths
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.admin import Admin
 from hyperhive.reconciler.broker_client import BrokerClient
@@ -30,10 +33,6 @@ from hyperhive.reconciler.loop import LoopSettings, Reconciler
 from hyperhive.reconciler.rev import hyperhive_rev
 from hyperhive.reconciler.runtimes.base import Runtime, RuntimeOptions
 from hyperhive.reconciler.status import StatusStore
-
-from hyperhive import jsonlines
-from hyperhive.config import ConfigError, load_config, take
-from hyperhive.paths import Paths
 
 log = logging.getLogger(__name__)
 

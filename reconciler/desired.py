@@ -23,9 +23,9 @@ from typing import Any
 import jsonschema
 import pygit2
 import yaml
-from hyperhive.reconciler.runtimes.base import Desired, Role
 
 from hyperhive.names import MANAGER_AGENT, RESERVED_NAMES, is_agent_name, preferred_web_port
+from hyperhive.reconciler.runtimes.base import Desired, Role
 
 MAX_YAML_BYTES = 64 * 1024
 MAX_NIX_BYTES = 256 * 1024

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pygit2
-from hyperhive.reconciler.desired import default_manager_yaml
 
 from hyperhive.errors import Conflict, HiveError, NotFound
 from hyperhive.names import MANAGER_AGENT, validate_agent_name
+from hyperhive.reconciler.desired import default_manager_yaml
 
 BRANCH = "main"
 SIGNATURE_NAME = "hive-c0re"

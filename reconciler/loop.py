@@ -26,6 +26,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pygit2
+
+from hyperhive.clock import Clock, SystemClock
+from hyperhive.names import MANAGER_AGENT
+from hyperhive.paths import Paths
 from hyperhive.reconciler import gitrepo, statusfile, triggers, worker
 from hyperhive.reconciler.backoff import Retry, backoff_delay
 from hyperhive.reconciler.broker_client import BrokerClient
@@ -34,10 +38,6 @@ from hyperhive.reconciler.desired import DesiredLoader, DesiredState, default_ma
 from hyperhive.reconciler.plan import plan
 from hyperhive.reconciler.runtimes.base import Action, ActionKind, Desired, Observed, Runtime
 from hyperhive.reconciler.status import AgentStatus, Condition, Event, StatusStore
-
-from hyperhive.clock import Clock, SystemClock
-from hyperhive.names import MANAGER_AGENT
-from hyperhive.paths import Paths
 
 log = logging.getLogger(__name__)
 

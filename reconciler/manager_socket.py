@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hyperhive.reconciler.approvals import ApprovalQueue
-
 from hyperhive import jsonlines
 from hyperhive.errors import BadRequest
 from hyperhive.names import MANAGER_AGENT, validate_agent_name
+from hyperhive.reconciler.approvals import ApprovalQueue
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 import pygit2
 import yaml
-from hyperhive.reconciler import desired
 
 from hyperhive.errors import BadRequest, Conflict, HiveError
 from hyperhive.names import MANAGER_AGENT, validate_agent_name
+from hyperhive.reconciler import desired
 
 DIFF_CACHE = 1000
 _HEX = frozenset("0123456789abcdef")

@@ -13,10 +13,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hyperhive.reconciler.status import Condition, StatusStore
 from watchfiles import awatch
 
 from hyperhive.names import is_agent_name
+from hyperhive.reconciler.status import Condition, StatusStore
 
 log = logging.getLogger(__name__)
 

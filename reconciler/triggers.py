@@ -12,8 +12,9 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hyperhive.reconciler import gitrepo
 from watchfiles import awatch
+
+from hyperhive.reconciler import gitrepo
 
 if TYPE_CHECKING:
     from hyperhive.reconciler.loop import Reconciler

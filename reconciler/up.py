@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from hyperhive.reconciler import gitrepo
-from hyperhive.reconciler.broker_client import BrokerClient
 
 from hyperhive import jsonlines
 from hyperhive.errors import HiveError
 from hyperhive.paths import DEFAULT_HOME, Paths
+from hyperhive.reconciler import gitrepo
+from hyperhive.reconciler.broker_client import BrokerClient
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0

@@ -20,10 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from hyperhive.reconciler.dashboard import pages
-from hyperhive.reconciler.dashboard.auth import SECURITY_HEADERS, OperatorAuth, OperatorGate
-from hyperhive.reconciler.dashboard.bus import StatusBus
-from hyperhive.reconciler.dashboard.relay import BrokerLink
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -39,6 +35,10 @@ from starlette.types import ASGIApp
 from hyperhive.config import ConfigError, take
 from hyperhive.errors import HiveError, NotFound
 from hyperhive.names import is_agent_name
+from hyperhive.reconciler.dashboard import pages
+from hyperhive.reconciler.dashboard.auth import SECURITY_HEADERS, OperatorAuth, OperatorGate
+from hyperhive.reconciler.dashboard.bus import StatusBus
+from hyperhive.reconciler.dashboard.relay import BrokerLink
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hyperhive.reconciler.approvals import ApprovalQueue
-
 from hyperhive.errors import BadRequest
+from hyperhive.reconciler.approvals import ApprovalQueue
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hyperhive.names import MANAGER_MAILBOX, SYSTEM
 from hyperhive.reconciler.approvals import ApprovalQueue
 from hyperhive.reconciler.dashboard.app import DashboardSettings
 from hyperhive.reconciler.dashboard.auth import load_password
@@ -23,8 +24,6 @@ from hyperhive.reconciler.dashboard.commands import approval_commands
 from hyperhive.reconciler.dashboard.relay import BrokerLink
 from hyperhive.reconciler.dashboard.server import DashboardError, DashboardServer, wait_ready
 from hyperhive.reconciler.manager_socket import ManagerVerbs, serve_manager_socket
-
-from hyperhive.names import MANAGER_MAILBOX, SYSTEM
 
 if TYPE_CHECKING:
     from hyperhive.reconciler.daemon import Hive

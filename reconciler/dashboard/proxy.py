@@ -29,8 +29,6 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from hyperhive.reconciler.dashboard.auth import SECURITY_HEADERS, OperatorAuth, OperatorGate
-from hyperhive.reconciler.dashboard.relay import BrokerLink
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import (
@@ -44,6 +42,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyperhive.errors import HiveError
 from hyperhive.names import OPERATOR, mailbox_for_agent
+from hyperhive.reconciler.dashboard.auth import SECURITY_HEADERS, OperatorAuth, OperatorGate
+from hyperhive.reconciler.dashboard.relay import BrokerLink
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,13 @@ import contextlib
 import logging
 from typing import Any
 
+from hyperhive.errors import HiveError
+from hyperhive.paths import Paths
 from hyperhive.reconciler.dashboard.app import Admin, DashboardApp, DashboardSettings
 from hyperhive.reconciler.dashboard.auth import OperatorAuth
 from hyperhive.reconciler.dashboard.bus import StatusBus
 from hyperhive.reconciler.dashboard.proxy import Listener, ProxyFleet
 from hyperhive.reconciler.dashboard.relay import BrokerLink
-
-from hyperhive.errors import HiveError
-from hyperhive.paths import Paths
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 5.0

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from hyperhive.broker.daemon import Broker
 from hyperhive.broker.settings import BrokerSettings
-
 from hyperhive.clock import FakeClock
 from hyperhive.paths import Paths
 from tests.broker.client import BrokerClient, BrokerProcess

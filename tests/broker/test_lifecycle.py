@@ -8,7 +8,6 @@ from pathlib import Path
 
 from hyperhive.broker.daemon import Broker
 from hyperhive.broker.settings import BrokerSettings
-
 from hyperhive.clock import FakeClock
 from hyperhive.paths import Paths
 from tests.broker.client import HIVE_BROKER, BrokerClient, BrokerProcess, until_waiting

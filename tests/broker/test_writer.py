@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
+from hyperhive import sqlite as hive_sqlite
 from hyperhive.broker import store
 from hyperhive.broker.errors import BadRequest, ShuttingDown
 from hyperhive.broker.writer import Event, Tx, Writer
-
-from hyperhive import sqlite as hive_sqlite
 from hyperhive.clock import FakeClock
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pygit2
 import yaml
+
 from hyperhive.reconciler.gitrepo import commit_files, signature
 
 

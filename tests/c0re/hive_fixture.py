@@ -5,13 +5,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from hyperhive.clock import FakeClock
+from hyperhive.paths import Paths
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.loop import LoopSettings, Reconciler
 from hyperhive.reconciler.runtimes.base import Runtime
 from hyperhive.reconciler.status import StatusStore
-
-from hyperhive.clock import FakeClock
-from hyperhive.paths import Paths
 
 REV = "rev-test"
 

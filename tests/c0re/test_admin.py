@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hyperhive.reconciler import cli
-from hyperhive.reconciler.admin import Admin
-from hyperhive.reconciler.gitrepo import commit_files
-from hyperhive.reconciler.loop import Reconciler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hyperhive import jsonlines
+from hyperhive.reconciler import cli
+from hyperhive.reconciler.admin import Admin
+from hyperhive.reconciler.gitrepo import commit_files
+from hyperhive.reconciler.loop import Reconciler
 from tests.c0re.desired_repo import agent_yaml
 from tests.c0re.hive_fixture import REV, make_home, make_reconciler
 from tests.fakes.memory_runtime import MemoryRuntime

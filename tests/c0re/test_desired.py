@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pygit2
 import pytest
+
+from hyperhive.names import preferred_web_port
 from hyperhive.reconciler.desired import (
     MAX_YAML_BYTES,
     DesiredLoader,
@@ -14,8 +16,6 @@ from hyperhive.reconciler.desired import (
     default_manager_yaml,
     parse_agent_yaml,
 )
-
-from hyperhive.names import preferred_web_port
 from tests.c0re.desired_repo import agent_yaml, commit, commit_raw_tree, new_repo
 
 BLOB = pygit2.enums.FileMode.BLOB

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from hyperhive.reconciler import gitrepo
-from hyperhive.reconciler.desired import default_manager_yaml
 
 from hyperhive.errors import NotFound
+from hyperhive.reconciler import gitrepo
+from hyperhive.reconciler.desired import default_manager_yaml
 from tests.c0re.desired_repo import agent_yaml
 
 

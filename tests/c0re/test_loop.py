@@ -6,13 +6,12 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from hyperhive.clock import FakeClock
 from hyperhive.reconciler.conditions import runtime_conditions
 from hyperhive.reconciler.desired import default_manager_yaml
 from hyperhive.reconciler.gitrepo import commit_files
 from hyperhive.reconciler.loop import Reconciler
 from hyperhive.reconciler.runtimes.base import Observed, PermanentError, TemporaryError
-
-from hyperhive.clock import FakeClock
 from tests.c0re.desired_repo import agent_yaml
 from tests.c0re.hive_fixture import REV, make_home, make_reconciler
 from tests.fakes.memory_runtime import MemoryRuntime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hyperhive.reconciler.plan import plan, plan_all
 from hyperhive.reconciler.runtimes.base import ActionKind, Desired, Observed, Phase
 

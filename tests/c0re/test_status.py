@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from hyperhive.reconciler.status import AgentStatus, Condition, StatusStore, merge_conditions
 from hyperhive.reconciler.statusfile import BadStatusFile, agent_of, parse_status, read_into
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hyperhive.errors import BadRequest, NotFound
 from hyperhive.reconciler.approvals import ApprovalQueue
 from hyperhive.reconciler.dashboard.commands import approval_commands
-
-from hyperhive.errors import BadRequest, NotFound
 
 
 def agent_row(name: str, port: int | None = None, **extra: Any) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pygit2
 import yaml
+
 from hyperhive.reconciler import approvals, gitrepo
 from hyperhive.reconciler.status import MIGRATIONS
-
 from hyperhive.sqlite import connect
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from hyperhive.reconciler.approvals import Refused
 
 from hyperhive.errors import Conflict
+from hyperhive.reconciler.approvals import Refused
 from tests.dashboard.repos import Hive, agent_yaml
 
 

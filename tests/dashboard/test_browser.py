@@ -16,9 +16,9 @@ from typing import Any
 
 import pygit2
 import pytest
-from hyperhive.reconciler import gitrepo
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
+from hyperhive.reconciler import gitrepo
 from tests.conftest import CHROMIUM_ARGS, require_tool
 from tests.dashboard.hive_proc import HiveProcess
 from tests.dashboard.procs import until

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from hyperhive.reconciler import gitrepo
-from hyperhive.reconciler.approvals import FAULT_AFTER_COMMIT, FAULT_ENV
 
 from hyperhive.jsonlines import Unreachable
+from hyperhive.reconciler import gitrepo
+from hyperhive.reconciler.approvals import FAULT_AFTER_COMMIT, FAULT_ENV
 from tests.conftest import require_tool
 from tests.dashboard.hive_proc import HiveProcess
 from tests.dashboard.procs import BIN, until

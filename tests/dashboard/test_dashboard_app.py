@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+
+from hyperhive.errors import HiveError
+from hyperhive.paths import Paths
 from hyperhive.reconciler.dashboard.app import DashboardApp, DashboardSettings
 from hyperhive.reconciler.dashboard.auth import AuthConfigError, OperatorAuth
 from hyperhive.reconciler.dashboard.bus import StatusBus
 from hyperhive.reconciler.dashboard.extension import check_config
 from hyperhive.reconciler.dashboard.relay import BrokerLink
-
-from hyperhive.errors import HiveError
-from hyperhive.paths import Paths
 from tests.dashboard.fakeadmin import FakeAdmin, agent_row
 from tests.dashboard.repos import Hive, agent_yaml
 

@@ -6,9 +6,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from hyperhive.reconciler.manager_socket import ManagerVerbs, serve_manager_socket
-
 from hyperhive import jsonlines
+from hyperhive.reconciler.manager_socket import ManagerVerbs, serve_manager_socket
 from tests.dashboard.repos import Hive, agent_yaml
 
 

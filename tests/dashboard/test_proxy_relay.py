@@ -14,15 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from hyperhive.reconciler.dashboard.auth import OperatorAuth
-from hyperhive.reconciler.dashboard.proxy import ProxyFleet
-from hyperhive.reconciler.dashboard.relay import BrokerLink, parse_sse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from hyperhive.paths import Paths
+from hyperhive.reconciler.dashboard.auth import OperatorAuth
+from hyperhive.reconciler.dashboard.proxy import ProxyFleet
+from hyperhive.reconciler.dashboard.relay import BrokerLink, parse_sse
 from tests.dashboard.procs import BrokerProcess, until
 
 

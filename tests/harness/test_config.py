@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hyperhive.harness.agent_config import load_config
-from hyperhive.harness.claude_runner import TurnOutcome, run_claude
 
 from hyperhive.errors import HiveError
+from hyperhive.harness.agent_config import load_config
+from hyperhive.harness.claude_runner import TurnOutcome, run_claude
 
 BIN = Path(sys.executable).parent
 

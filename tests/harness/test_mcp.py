@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hyperhive.harness.broker_client import BrokerClient
-from hyperhive.harness.mcp_socket import serve_mcp
-from hyperhive.harness.mcp_tools import HiveTools, build_server
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 
 from hyperhive import jsonlines
 from hyperhive.errors import Conflict
+from hyperhive.harness.broker_client import BrokerClient
+from hyperhive.harness.mcp_socket import serve_mcp
+from hyperhive.harness.mcp_tools import HiveTools, build_server
 from tests.harness.hive import Broker
 
 BIN = Path(sys.executable).parent

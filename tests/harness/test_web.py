@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+
 from hyperhive.harness.agent_config import AgentConfig
 from hyperhive.harness.events import STREAM, TURN_END, TURN_START, EventLog
 from hyperhive.harness.login import LoginFlow

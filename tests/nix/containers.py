@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hyperhive.reconciler.runtimes.base import RuntimeOptions
-from hyperhive.reconciler.runtimes.nixos_container import NixosContainerRuntime
 
 from hyperhive.paths import Paths
+from hyperhive.reconciler.runtimes.base import RuntimeOptions
+from hyperhive.reconciler.runtimes.nixos_container import NixosContainerRuntime
 from tests.conftest import require_tool
 
 FAKE = Path(__file__).resolve().parent.parent / "fakes" / "nixos-container"

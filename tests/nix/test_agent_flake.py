@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from hyperhive.reconciler.runtimes.base import Desired
 from hyperhive.reconciler.runtimes.flake import (
     FlakeError,
@@ -17,8 +20,6 @@ from hyperhive.reconciler.runtimes.flake import (
     spec_document,
     write_flake,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .nixeval import eval_error, eval_json, eval_modules, nix_instantiate
 

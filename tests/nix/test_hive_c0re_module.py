@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hyperhive.broker.settings import BrokerSettings
-from hyperhive.reconciler.daemon import options_from
-from hyperhive.reconciler.dashboard.app import DashboardSettings
 
+from hyperhive.broker.settings import BrokerSettings
 from hyperhive.config import load_config
 from hyperhive.paths import Paths
+from hyperhive.reconciler.daemon import options_from
+from hyperhive.reconciler.dashboard.app import DashboardSettings
 
 from .nixeval import eval_error, eval_modules
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from hyperhive.clock import FakeClock
 from hyperhive.reconciler.gitrepo import commit_files
 from hyperhive.reconciler.loop import LoopSettings, Reconciler
 from hyperhive.reconciler.status import StatusStore
-
-from hyperhive.clock import FakeClock
 from tests.c0re.desired_repo import agent_yaml
 from tests.c0re.hive_fixture import REV, make_home, make_reconciler
 from tests.c0re.test_loop import settle

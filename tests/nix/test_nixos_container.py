@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from hyperhive.paths import Paths
 from hyperhive.reconciler.runtimes import nixos_container
 from hyperhive.reconciler.runtimes.base import (
     ActionKind,
@@ -18,8 +20,6 @@ from hyperhive.reconciler.runtimes.base import (
     TemporaryError,
 )
 from hyperhive.reconciler.runtimes.nixos_container import ToolResult, classify
-
-from hyperhive.paths import Paths
 from tests.runtimes.support import act, desired, wait_for
 
 from .containers import FAKE, SOURCE, FakeHost, make_host

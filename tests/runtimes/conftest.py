@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from hyperhive.reconciler.runtimes.base import Action, ActionKind, RuntimeOptions
-from hyperhive.reconciler.runtimes.process import ProcessRuntime
 
 from hyperhive.paths import Paths
+from hyperhive.reconciler.runtimes.base import Action, ActionKind, RuntimeOptions
+from hyperhive.reconciler.runtimes.process import ProcessRuntime
 from tests.conftest import require_tool
 
 from . import agents

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hyperhive.reconciler.runtimes.base import Action, ActionKind, Desired, Role
-
 from hyperhive.names import preferred_web_port
+from hyperhive.reconciler.runtimes.base import Action, ActionKind, Desired, Role
 
 
 def desired(

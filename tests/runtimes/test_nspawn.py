@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
+from hyperhive.paths import Paths
 from hyperhive.reconciler.runtimes.base import ActionKind, PermanentError, RuntimeOptions
 from hyperhive.reconciler.runtimes.nspawn import NspawnRuntime
 from hyperhive.reconciler.runtimes.pidfile import descendants, identify, is_alive
 from hyperhive.reconciler.runtimes.process import ProcessRuntime
-
-from hyperhive.paths import Paths
 from tests.conftest import require_tool
 
 from . import agents

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from hyperhive.paths import Paths
 from hyperhive.reconciler.runtimes import agentfiles
 from hyperhive.reconciler.runtimes.base import ActionKind, PermanentError, TemporaryError
 from hyperhive.reconciler.runtimes.pidfile import (
@@ -21,8 +23,6 @@ from hyperhive.reconciler.runtimes.pidfile import (
     write_pidfile,
 )
 from hyperhive.reconciler.runtimes.process import ProcessRuntime
-
-from hyperhive.paths import Paths
 
 from . import agents
 from .conftest import MakeRuntime

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
-from hyperhive.reconciler.runtimes import sandbox
-from hyperhive.reconciler.runtimes.base import PermanentError, RuntimeOptions
 
 from hyperhive.paths import Paths
+from hyperhive.reconciler.runtimes import sandbox
+from hyperhive.reconciler.runtimes.base import PermanentError, RuntimeOptions
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
