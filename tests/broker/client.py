@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from hyperhive.paths import Paths
+from tests.polling import until, wait_until
 
 HIVE_BROKER = str(Path(sys.executable).parent / "hive-broker")
 
@@ -113,15 +113,13 @@ class BrokerClient:
 
 
 async def until_waiting(control: BrokerClient, mailbox: str, timeout: float = 5.0) -> None:
-    """Poll ``/stats`` until a ``recv`` long-poll is parked on ``mailbox`` (no event to await)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
+    """Until a ``recv`` long-poll is parked on ``mailbox``: only ``/stats`` tells."""
+
+    async def parked() -> bool:
         r = await control.call("GET", "/stats")
-        if r.data["mailboxes"].get(mailbox, {}).get("waiting", 0) > 0:
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"no recv waiting on {mailbox}")
+        return bool(r.data["mailboxes"].get(mailbox, {}).get("waiting", 0) > 0)
+
+    await until(parked, f"a recv waiting on {mailbox}", timeout=timeout)
 
 
 class RawClient:
@@ -189,14 +187,15 @@ class BrokerProcess:
                 stderr=log,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"broker exited early:\n{self.log.read_text()}")
-            if self.healthy():
-                return self
-            time.sleep(0.02)  # polling a socket that appears; no event to await
-        raise TimeoutError(f"broker not ready:\n{self.log.read_text()}")
+            return self.healthy()
+
+        wait_until(ready, "the broker to be ready", timeout=timeout, explain=self.log.read_text)
+        return self
 
     def healthy(self) -> bool:
         try:

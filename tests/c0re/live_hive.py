@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx
 from hyperhive import jsonlines
 from hyperhive.errors import HiveError
 from hyperhive.paths import Paths
+from tests import polling
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -119,7 +121,7 @@ class LiveHive:
 
     async def start_broker(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        self.broker = self._spawn(
+        self.broker = broker = self._spawn(
             [
                 str(VENV_BIN / "hive-broker"),
                 "serve",
@@ -130,6 +132,7 @@ class LiveHive:
             ],
             "broker.log",
         )
+        what = "the broker answers /healthz"
         client = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(self.paths.broker_sock)),
             base_url="http://broker",
@@ -137,12 +140,13 @@ class LiveHive:
         try:
 
             async def healthy() -> bool:
+                self.still_running(broker, what)
                 try:
                     return (await client.get("/healthz")).status_code == 200
                 except httpx.HTTPError:
                     return False
 
-            await self.until(healthy, "the broker answers /healthz", self.broker)
+            await self.until(healthy, what)
         finally:
             await client.aclose()
 
@@ -155,7 +159,7 @@ class LiveHive:
             # (rightly) rebuild every agent, which is not what these tests look at.
             "auto_update = false\n"
         )
-        self.c0re = self._spawn(
+        self.c0re = c0re = self._spawn(
             [
                 str(VENV_BIN / "hive-c0re"),
                 "serve",
@@ -168,14 +172,16 @@ class LiveHive:
             ],
             "c0re.log",
         )
+        what = "hive-c0re answers on host.sock"
 
         async def answers() -> bool:
+            self.still_running(c0re, what)
             try:
                 return bool((await self.ask(cmd="status"))["ok"])
             except (HiveError, OSError, ValueError):
                 return False
 
-        await self.until(answers, "hive-c0re answers on host.sock", self.c0re)
+        await self.until(answers, what)
 
     async def ask(self, **req: Any) -> dict[str, Any]:
         return await jsonlines.request(self.paths.host_sock, req, timeout=30)
@@ -187,28 +193,16 @@ class LiveHive:
                 return dict(a)
         return None
 
-    async def until(
-        self,
-        check: Any,
-        what: str,
-        proc: subprocess.Popen[bytes] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        """Poll ``check`` (sync or async) until true; a child dying first fails at once."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(
-                    f"process exited ({proc.returncode}) before: {what}\n{self.logs()}"
-                )
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.01)  # deadline-bounded polling; no event reaches the test
-        raise AssertionError(f"timed out waiting until {what}\n{self.logs()}")
+    async def until(self, check: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+        """Wait for ``check`` (sync or async); a timeout shows the hive's logs."""
+        await polling.until(check, what, timeout=timeout, explain=self.logs)
+
+    def still_running(self, proc: subprocess.Popen[bytes], what: str) -> None:
+        """Inside a check: a child dying first fails the wait at once, not at its deadline."""
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"process exited ({proc.returncode}) before: {what}\n{self.logs()}"
+            )
 
     async def phase_is(self, name: str, phase: str) -> bool:
         a = await self.agent(name)

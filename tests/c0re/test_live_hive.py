@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,7 @@ async def test_kill9_mid_pass_then_restart_converges(hive: LiveHive) -> None:
     hive.kill9_c0re()
     await hive.start_c0re()
     for n in names:
-        await hive.until(lambda n=n: hive.phase_is(n, "running"), f"{n} runs after restart")
+        await hive.until(partial(hive.phase_is, n, "running"), f"{n} runs after restart")
     events = (await hive.ask(cmd="events", limit=1000))["events"]
     for n in [*names, "hm1nd"]:
         assert len(hive.processes(n)) == 1, _why(hive, n, events)

@@ -16,6 +16,7 @@ import pytest
 from hyperhive import jsonlines
 from hyperhive.paths import Paths
 from tests.conftest import require_tool
+from tests.polling import until
 
 pytestmark = pytest.mark.slow
 HIVE_C0RE = str(Path(sys.executable).parent / "hive-c0re")
@@ -43,16 +44,21 @@ class Up:
             )
 
     async def until_ready(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while loop.time() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"up exited {self.proc.returncode}\n{self.text()}")
-            if "dashboard: http://127.0.0.1:" in self.text():
-                return
-            await asyncio.sleep(0.05)  # deadline-bounded polling of a log file
-        raise AssertionError("up did not print the dashboard URL\n" + self.text())
+        proc = self.proc
+        assert proc is not None
+
+        def printed_url() -> bool:
+            if proc.poll() is not None:  # up dying first fails at once, not at the deadline
+                raise AssertionError(f"up exited {proc.returncode}\n{self.text()}")
+            return "dashboard: http://127.0.0.1:" in self.text()
+
+        await until(
+            printed_url,
+            "up to print the dashboard URL",
+            timeout=30,
+            interval=0.05,
+            explain=self.text,
+        )
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

@@ -20,7 +20,8 @@ import httpx
 
 from hyperhive import jsonlines
 from hyperhive.paths import Paths
-from tests.dashboard.procs import BIN, BrokerProcess, stop, until
+from tests.dashboard.procs import BIN, BrokerProcess, stop
+from tests.polling import until
 
 IDLE_AGENT = [sys.executable, "-c",
               "import signal,sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
@@ -53,7 +54,7 @@ class HiveProcess:
                 stdout=out, stderr=out, start_new_session=True,
                 env={**os.environ, **(env or {})},
             )  # fmt: skip
-        await until(url.exists, "the dashboard to listen")
+        await until(url.exists, "the dashboard to listen", timeout=15)
 
     @property
     def url(self) -> str:

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from hyperhive.paths import Paths
+from tests.polling import until
 
 BIN = Path(sys.executable).parent
-
-
-async def until(check: object, what: str, timeout: float = 15.0) -> None:
-    """Poll an async or sync predicate with a deadline (no event exists to await)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check() if callable(check) else check
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def broker_healthy(paths: Paths) -> bool:
@@ -67,7 +52,9 @@ class BrokerProcess:
                  "--state-dir", str(self.paths.state), "--log-level", "warning"],
                 stdout=out, stderr=out, start_new_session=True,
             )  # fmt: skip
-        await until(lambda: broker_healthy(self.paths), "hive-broker to answer /healthz")
+        await until(
+            lambda: broker_healthy(self.paths), "hive-broker to answer /healthz", timeout=15
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -21,8 +21,8 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from hyperhive.reconciler import gitrepo
 from tests.conftest import CHROMIUM_ARGS, require_tool
 from tests.dashboard.hive_proc import HiveProcess
-from tests.dashboard.procs import until
 from tests.dashboard.repos import agent_yaml
+from tests.polling import until
 
 pytestmark = pytest.mark.slow
 START_ALICE = "Start alice\n\nShe has a queue of reviews waiting; the operator asked for her."
@@ -66,8 +66,8 @@ async def test_operator_in_the_browser(
 ) -> None:
     gitrepo.commit_files(hive.paths.applied, {"alice/agent.yaml": agent_yaml("alice",
                          state="stopped")}, "Add alice, stopped", {})  # fmt: skip
-    await until(lambda: _is(hive.phase("alice"), "stopped"), "alice stopped")
-    await until(lambda: proposed_has(hive, "alice"), "applied merged into proposed")
+    await until(lambda: _is(hive.phase("alice"), "stopped"), "alice stopped", timeout=15)
+    await until(lambda: proposed_has(hive, "alice"), "applied merged into proposed", timeout=15)
     # hm1nd's side: a commit in /agents, then request_apply_commit on c0re.sock.
     change = agent_yaml("alice", state="running", systemPrompt="wake up")
     sha = gitrepo.commit_files(hive.paths.proposed, {"alice/agent.yaml": change}, START_ALICE, {})
@@ -123,7 +123,11 @@ async def test_operator_in_the_browser(
     await card.get_by_label("note to hm1nd").fill("not now: bob needs a purpose")
     await card.get_by_role("button", name="✕ DENY").click()
     await expect(approvals.locator("#toast")).to_contain_text("denied")
-    await until(lambda: _mail_has(hive, "not now: bob needs a purpose"), "the note in hm1nd's mail")
+    await until(
+        lambda: _mail_has(hive, "not now: bob needs a purpose"),
+        "the note in hm1nd's mail",
+        timeout=15,
+    )
     await expect(approvals.locator("nav .count")).to_have_count(0)  # the nav follows too
     await shot(approvals, artifacts, "approvals-decided")
 

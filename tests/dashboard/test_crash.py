@@ -20,8 +20,9 @@ from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.approvals import FAULT_AFTER_COMMIT, FAULT_ENV
 from tests.conftest import require_tool
 from tests.dashboard.hive_proc import HiveProcess
-from tests.dashboard.procs import BIN, until
+from tests.dashboard.procs import BIN
 from tests.dashboard.repos import agent_yaml
+from tests.polling import until
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,7 @@ async def test_kill9_between_commit_and_status(hive: HiveProcess) -> None:
     [a] = [a for a in pending["approvals"] if a["id"] == approval_id]
     assert a["status"] == "applied"
     assert approval_commits(hive.paths.applied, approval_id) == 1
-    await until(lambda: hive.phase("alice"), "alice to be reconciled")
+    await until(lambda: hive.phase("alice"), "alice to be reconciled", timeout=15)
     mail = await hive.manager_mail()
     assert any(f"approval {approval_id} (spawn of alice): applied" in m for m in mail), mail
     await cli_verbs(hive)

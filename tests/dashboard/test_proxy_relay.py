@@ -23,7 +23,8 @@ from hyperhive.paths import Paths
 from hyperhive.reconciler.dashboard.auth import OperatorAuth
 from hyperhive.reconciler.dashboard.proxy import ProxyFleet
 from hyperhive.reconciler.dashboard.relay import BrokerLink, parse_sse
-from tests.dashboard.procs import BrokerProcess, until
+from tests.dashboard.procs import BrokerProcess
+from tests.polling import until
 
 
 def upstream_app() -> Starlette:
@@ -74,7 +75,7 @@ async def test_proxy(hive: tuple[Paths, BrokerProcess], tmp_path: Path) -> None:
     upstream_task = asyncio.create_task(upstream.serve())
     fleet = ProxyFleet("127.0.0.1", auth, BrokerLink(paths.broker_sock), paths.web_sock)
     try:
-        await until(lambda: upstream.started, "the fake web UI")
+        await until(lambda: upstream.started, "the fake web UI", timeout=15)
         await fleet.sync({"alice": 0})
         port = fleet.open["alice"][1].port
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
@@ -152,14 +153,14 @@ async def test_relay_resumes_across_broker_restart(hive: tuple[Paths, BrokerProc
 
     task = asyncio.create_task(follow())
     try:
-        await until(lambda: seen == ["before the stream"], "the backlog")
+        await until(lambda: seen == ["before the stream"], "the backlog", timeout=15)
         await link.send("operator", "operator", "one")
-        await until(lambda: seen[-1:] == ["one"], "a live message")
+        await until(lambda: seen[-1:] == ["one"], "a live message", timeout=15)
         broker.stop()
-        await until(lambda: links[-1:] == ["down"], "the relay to notice")
+        await until(lambda: links[-1:] == ["down"], "the relay to notice", timeout=15)
         await broker.start()
         await link.send("operator", "operator", "two")  # may be sent before the relay is back
-        await until(lambda: seen[-1:] == ["two"], "the relay to catch up")
+        await until(lambda: seen[-1:] == ["two"], "the relay to catch up", timeout=15)
         assert seen == ["before the stream", "one", "two"]
         assert links == ["up", "down", "up"]
     finally:

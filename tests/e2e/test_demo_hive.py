@@ -27,25 +27,13 @@ from playwright.async_api import async_playwright
 from hyperhive import jsonlines
 from hyperhive.paths import Paths
 from tests.conftest import CHROMIUM_ARGS, require_tool
+from tests.polling import until
 
 pytestmark = pytest.mark.slow
 HIVE_C0RE = str(Path(sys.executable).parent / "hive-c0re")
 URL_RE = re.compile(r"dashboard: (http://127\.0\.0\.1:\d+/\?token=\S+)")
-
-
-async def until(check: Any, what: str, timeout: float = 90.0) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)  # deadline-bounded polling across processes
+#: Seconds between checks: each is a round trip to another process, so poll gently.
+POLL_EVERY = 0.1
 
 
 def free_port() -> int:
@@ -80,7 +68,9 @@ async def test_demo_hive_end_to_end(tmp_path: Path, artifacts: Path) -> None:
 
     transport = httpx.AsyncHTTPTransport(uds=str(paths.broker_sock))
     try:
-        url = await until(printed_url, "up to print the dashboard URL", timeout=60)
+        url = await until(
+            printed_url, "up to print the dashboard URL", timeout=60, interval=POLL_EVERY
+        )
 
         # The scripted conversation: operator → alice → bob → alice → operator "done".
         async with httpx.AsyncClient(transport=transport, base_url="http://broker") as broker:
@@ -98,7 +88,9 @@ async def test_demo_hive_end_to_end(tmp_path: Path, artifacts: Path) -> None:
                 msgs = await flow()
                 return msgs if done(msgs) else None
 
-            msgs = await until(finished, "alice to tell the operator done", timeout=150)
+            msgs = await until(
+                finished, "alice to tell the operator done", timeout=150, interval=POLL_EVERY
+            )
         pairs = [(f, t) for f, t, _ in msgs]
         assert pairs[:4] == [
             ("operator", "alice"),
@@ -183,7 +175,12 @@ async def manager_proposes_and_operator_approves(paths: Paths) -> None:
         pending = (await admin(paths, cmd="pending"))["approvals"]
         return next((a for a in pending if a["sha"] == sha), None)
 
-    approval = await until(requested, "hm1nd's request to appear as a pending approval")
+    approval = await until(
+        requested,
+        "hm1nd's request to appear as a pending approval",
+        timeout=90,
+        interval=POLL_EVERY,
+    )
     assert approval["kind"] == "apply_commit"
     assert approval["status"] == "pending"
     await admin(paths, cmd="approve", id=approval["id"])
@@ -192,7 +189,7 @@ async def manager_proposes_and_operator_approves(paths: Paths) -> None:
         status = await admin(paths, cmd="status")
         return any(a["name"] == "carol" and a["phase"] == "running" for a in status["agents"])
 
-    await until(carol_runs, "carol to run after the approval")
+    await until(carol_runs, "carol to run after the approval", timeout=90, interval=POLL_EVERY)
     assert (
         f"Approval-Id: {approval['id']}"
         in subprocess.run(

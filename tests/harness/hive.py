@@ -15,28 +15,15 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
+from tests.polling import wait_until
+
 BIN = Path(sys.executable).parent
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; there is no event to await."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def stop(proc: subprocess.Popen[bytes], *, group: bool = False, grace: float = 5.0) -> None:
@@ -150,7 +137,7 @@ def start_broker(home: Path, lease_seconds: float = 600) -> Broker:
         except httpx.TransportError:
             return False
 
-    wait_for(healthy, timeout=15, what="broker healthz")
+    wait_until(healthy, "broker healthz", timeout=15)
     return broker
 
 
@@ -173,7 +160,9 @@ class Harness:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out)
         web = self.sockets / "web.sock"
-        wait_for(lambda: web.exists() and self.status() is not None, what=f"{self.name} web.sock")
+        wait_until(
+            lambda: web.exists() and self.status() is not None, f"{self.name} web.sock", timeout=20
+        )
         return self
 
     def stop(self) -> None:

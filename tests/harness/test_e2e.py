@@ -9,7 +9,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.conftest import CHROMIUM_ARGS, require_tool
 from tests.harness.conftest import Hive
-from tests.harness.hive import wait_for
+from tests.polling import wait_until
 
 
 @pytest.mark.slow
@@ -39,7 +39,7 @@ def test_operator_alice_bob_conversation(hive: Hive, artifacts: Path) -> None:
             None,
         )
 
-    wait_for(done, timeout=60, what="alice to tell the operator done")
+    wait_until(done, "alice to tell the operator done", timeout=60)
     flow = [(m["from"], m["to"]) for m in broker.messages() if m["id"] >= first]
     assert flow == [
         ("operator", "alice"),
@@ -49,9 +49,13 @@ def test_operator_alice_bob_conversation(hive: Hive, artifacts: Path) -> None:
     ]
     assert broker.messages("bob")[0]["body"] == "hi bob, alice here. operator says: hello hive"
 
-    wait_for(lambda: len(alice.turn_ends()) == 2 and len(bob.turn_ends()) == 1, what="turns end")
+    wait_until(
+        lambda: len(alice.turn_ends()) == 2 and len(bob.turn_ends()) == 1, "turns end", timeout=20
+    )
     assert all(t["ok"] for t in alice.turn_ends() + bob.turn_ends())
-    status = wait_for(lambda: (s := alice.status()) and s["turns"] == 2 and s, what="status")
+    status = wait_until(
+        lambda: (s := alice.status()) and s["turns"] == 2 and s, "status", timeout=20
+    )
     assert status["cost_usd"] > 0 and status["input_tokens"] > 0 and status["output_tokens"] > 0
     assert status["last_turn_at"] is not None and status["busy"] is False
     tools = [

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.harness.conftest import Hive
-from tests.harness.hive import wait_for
+from tests.polling import wait_until
 
 FAKE_LOGIN = Path(__file__).with_name("fake_login.py")
 
@@ -53,9 +53,12 @@ def test_login_relays_url_and_code_then_the_loop_starts(hive: Hive) -> None:
         page = _submit(web, code="good-code")
         assert "Logged in" in page
     assert (bob.claude_dir / ".credentials.json").exists()
-    wait_for(lambda: (s := bob.status()) and s["logged_in"], what="logged_in in status.json")
-    start = wait_for(
+    wait_until(
+        lambda: (s := bob.status()) and s["logged_in"], "logged_in in status.json", timeout=20
+    )
+    start = wait_until(
         lambda: next((e for e in bob.events() if e["kind"] == "turn_start"), None),
-        what="the turn loop to lease the waiting message",
+        "the turn loop to lease the waiting message",
+        timeout=20,
     )
     assert start["data"]["message"]["body"] == "hello while logged out"

@@ -13,7 +13,7 @@ import pytest
 
 from hyperhive import jsonlines
 from tests.harness.conftest import Hive
-from tests.harness.hive import wait_for
+from tests.polling import wait_until
 
 
 class C0reThread:
@@ -60,7 +60,7 @@ def test_manager_requests_apply_commit_through_c0re_sock(hive: Hive, c0re: C0reT
     hm1nd = hive.harness("hm1nd")
     args = json.dumps({"sha": "0123abcd"})
     hive.broker.send("manager", f"please apply [fake:call request_apply_commit {args}]")
-    (end,) = wait_for(hm1nd.turn_ends, timeout=60, what="hm1nd's turn")
+    (end,) = wait_until(hm1nd.turn_ends, "hm1nd's turn", timeout=60)
     assert end["ok"], end
     assert c0re.requests == [{"cmd": "request_apply_commit", "sha": "0123abcd"}]
     (result,) = [

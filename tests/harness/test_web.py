@@ -7,7 +7,7 @@ import contextlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,12 +20,7 @@ from hyperhive.harness.login import LoginFlow
 from hyperhive.harness.status import StatusFile
 from hyperhive.harness.transcript import render
 from hyperhive.harness.web import Csrf, WebUI
-
-
-async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)  # polling state that has no event to await
+from tests.polling import until
 
 
 def _config(tmp_path: Path) -> AgentConfig:
@@ -68,7 +63,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Served]:
     config = uvicorn.Config(served.ui.app, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    await _until(lambda: server.started)  # uvicorn exposes no startup event
+    await until(lambda: server.started, "uvicorn to start")  # uvicorn exposes no startup event
     try:
         yield served
     finally:
@@ -121,7 +116,7 @@ async def test_sse_replays_then_goes_live_and_resumes_by_last_event_id(tmp_path:
     async with serve(tmp_path) as served, served.client() as client:
         _turn(served.events, 1, "first")
         live = asyncio.create_task(_collect(client, 6))
-        await _until(lambda: served.events.followers == 1)
+        await until(lambda: served.events.followers == 1, "the SSE stream to follow")
         _turn(served.events, 2, "second")
         assert await live == ["1", "2", "3", "4", "5", "6"]
         assert await _collect(client, 2, last_id="4") == ["5", "6"]
@@ -129,7 +124,7 @@ async def test_sse_replays_then_goes_live_and_resumes_by_last_event_id(tmp_path:
     # a restart: a new process on the same events.sqlite resumes where the page left off
     async with serve(tmp_path) as served, served.client() as client:
         resumed = asyncio.create_task(_collect(client, 3, last_id="6"))
-        await _until(lambda: served.events.followers == 1)
+        await until(lambda: served.events.followers == 1, "the SSE stream to follow")
         _turn(served.events, 3, "third")
         assert await resumed == ["7", "8", "9"]
 

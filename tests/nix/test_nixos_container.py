@@ -20,7 +20,8 @@ from hyperhive.reconciler.runtimes.base import (
     TemporaryError,
 )
 from hyperhive.reconciler.runtimes.nixos_container import ToolResult, classify
-from tests.runtimes.support import act, desired, wait_for
+from tests.polling import until
+from tests.runtimes.support import act, desired
 
 from .containers import FAKE, SOURCE, FakeHost, make_host
 
@@ -78,10 +79,7 @@ async def test_full_cycle_create_start_update_stop_rebuild_destroy(host: FakeHos
     # START: the container runs with its binds and the credential env file.
     await rt.apply(act(ActionKind.START, d1))
     hello = paths.agent_state_dir("alice") / "hello"
-    assert (
-        await wait_for(lambda: read(hello), what="the agent to report")
-        == 'alice sk-"quoted" /state\n'
-    )
+    assert await until(lambda: read(hello), "the agent to report") == 'alice sk-"quoted" /state\n'
     assert sorted(read(paths.agent_state_dir("alice") / "mounts").split()) == [
         "/root/.claude",
         "/run/hive",
@@ -98,7 +96,7 @@ async def test_full_cycle_create_start_update_stop_rebuild_destroy(host: FakeHos
     d2 = desired("alice", config_hash="h2", rev="rev-1")
     await rt.apply(act(ActionKind.UPDATE, d2))
     assert ["update", "h-alice", "--flake", f"{flake_dir}#container"] in host.argvs()
-    assert await wait_for(lambda: read(hello), what="the harness to restart")
+    assert await until(lambda: read(hello), "the harness to restart")
     assert host.leader("alice") not in (None, first)
     observed = (await rt.observe())["alice"]
     assert (observed.phase, observed.config_hash) == ("running", "h2")
@@ -139,7 +137,7 @@ async def test_hm1nd_binds_proposed_to_agents(host: FakeHost) -> None:
     assert f"--bind={host.paths.proposed}:/agents" in host.conf("hm1nd")["EXTRA_NSPAWN_FLAGS"]
     await rt.apply(act(ActionKind.START, d))
     marker = host.paths.agent_state_dir("hm1nd") / "has-agents"
-    assert await wait_for(marker.exists, what="hm1nd to see /agents")
+    assert await until(marker.exists, "hm1nd to see /agents")
     await rt.apply(act(ActionKind.STOP, d))
 
 

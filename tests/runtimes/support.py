@@ -1,11 +1,8 @@
-"""Shared pieces of the runtime tests: desired agents, polling with a deadline."""
+"""Shared pieces of the runtime tests: desired agents and actions, tolerant JSON reads."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +34,6 @@ def act(kind: ActionKind, d: Desired | str) -> Action:
     if isinstance(d, str):
         return Action(kind, d)
     return Action(kind, d.name, d)
-
-
-async def wait_for(
-    condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
-) -> Any:
-    """Poll ``condition`` until truthy; there is no event for "a file appeared"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def read_json(path: Path) -> Any:

@@ -16,9 +16,10 @@ from hyperhive.reconciler.runtimes.nspawn import NspawnRuntime
 from hyperhive.reconciler.runtimes.pidfile import descendants, identify, is_alive
 from hyperhive.reconciler.runtimes.process import ProcessRuntime
 from tests.conftest import require_tool
+from tests.polling import until
 
 from . import agents
-from .support import act, desired, read_json, wait_for
+from .support import act, desired, read_json
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 MakeNspawn = Callable[..., NspawnRuntime]
@@ -53,7 +54,7 @@ async def test_nspawn_lifecycle_adoption_and_exit_event(
     assert (await rt.observe())["alice"].phase == "stopped"
     await rt.apply(act(ActionKind.START, alice))
     status = paths.agent_state_dir("alice") / "status.json"
-    await wait_for(lambda: read_json(status), what="status.json written inside the container")
+    await until(lambda: read_json(status), "status.json written inside the container")
     obs = (await rt.observe())["alice"]
     assert obs.phase == "running" and obs.details["Sandbox"] == "systemd-nspawn"
     pid = obs.pid
@@ -99,8 +100,8 @@ async def test_nspawn_sandbox_hides_host_and_stops_whole_tree(
     bob = desired("bob")
     await rt.apply(act(ActionKind.CREATE, bob))
     await rt.apply(act(ActionKind.START, bob))
-    probe = await wait_for(
-        lambda: read_json(paths.agent_state_dir("bob") / "probe.json"), 20, "probe"
+    probe = await until(
+        lambda: read_json(paths.agent_state_dir("bob") / "probe.json"), "probe", timeout=20
     )
     assert {p: probe["read"][p] for p in hidden} == dict.fromkeys(hidden, False)
     assert {p: probe["read"][p] for p in visible} == dict.fromkeys(visible, True)

@@ -23,10 +23,11 @@ from hyperhive.reconciler.runtimes.pidfile import (
     write_pidfile,
 )
 from hyperhive.reconciler.runtimes.process import ProcessRuntime
+from tests.polling import until
 
 from . import agents
 from .conftest import MakeRuntime
-from .support import act, desired, read_json, wait_for
+from .support import act, desired, read_json
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +63,7 @@ async def test_lifecycle_create_start_update_rebuild_stop_destroy(
     await rt.apply(act(ActionKind.START, alice))
     pid1 = await running_pid(rt, "alice")
     status = paths.agent_state_dir("alice") / "status.json"
-    await wait_for(lambda: read_json(status), what="status.json")
+    await until(lambda: read_json(status), "status.json")
     await rt.apply(act(ActionKind.START, alice))  # idempotent: no second process
     assert await running_pid(rt, "alice") == pid1
 
@@ -101,7 +102,9 @@ async def test_adoption_after_c0re_restart_starts_no_duplicate(
     await first.apply(act(ActionKind.CREATE, bob))
     await first.apply(act(ActionKind.START, bob))
     pid = await running_pid(first, "bob")
-    await wait_for(lambda: read_json(paths.agent_state_dir("bob") / "status.json"))
+    await until(
+        lambda: read_json(paths.agent_state_dir("bob") / "status.json"), "bob's status.json"
+    )
     await first.close()  # c0re goes away; the agent must not
 
     second = make_runtime()
@@ -152,7 +155,7 @@ async def test_agent_that_died_while_c0re_was_down_is_failed(
     tree = descendants(pid)
     for member in tree:
         os.kill(member.proc.pid, 9)
-    await wait_for(lambda: identify(pid) is None, what="the agent to die")
+    await until(lambda: identify(pid) is None, "the agent to die")
     assert not any(is_alive(m.proc) for m in tree)
 
     second = make_runtime()
@@ -219,9 +222,7 @@ async def test_sandbox_hides_host_and_sets_exact_env(
         await rt.apply(act(ActionKind.START, dave))
     finally:
         del os.environ["HYPERHIVE_LEAK_CHECK"]
-    probe = await wait_for(
-        lambda: read_json(paths.agent_state_dir("dave") / "probe.json"), what="probe"
-    )
+    probe = await until(lambda: read_json(paths.agent_state_dir("dave") / "probe.json"), "probe")
     for path in hidden:
         assert probe["read"][path] is False, f"{path} is visible in the sandbox"
     for path in visible:
@@ -258,9 +259,7 @@ async def test_manager_gets_proposed_at_agents(paths: Paths, make_runtime: MakeR
     hm1nd = desired("hm1nd", role="manager")
     await rt.apply(act(ActionKind.CREATE, hm1nd))
     await rt.apply(act(ActionKind.START, hm1nd))
-    probe = await wait_for(
-        lambda: read_json(paths.agent_state_dir("hm1nd") / "probe.json"), what="probe"
-    )
+    probe = await until(lambda: read_json(paths.agent_state_dir("hm1nd") / "probe.json"), "probe")
     assert probe["cwd"] == "/agents"
     assert probe["write"]["/agents/probe"] is True
     assert (paths.proposed / "probe").exists()
@@ -290,7 +289,7 @@ async def test_stop_kills_the_whole_tree(paths: Paths, make_runtime: MakeRuntime
     await rt.apply(act(ActionKind.CREATE, frank))
     await rt.apply(act(ActionKind.START, frank))
     pid = await running_pid(rt, "frank")
-    await wait_for((paths.agent_state_dir("frank") / "grandchild").exists)
+    await until((paths.agent_state_dir("frank") / "grandchild").exists, "frank's grandchild")
     tree = descendants(pid)
     assert len([m for m in tree if not m.namespace_init]) >= 2
     await rt.apply(act(ActionKind.STOP, "frank"))
@@ -305,7 +304,7 @@ async def test_stop_escalates_to_sigkill(paths: Paths, make_runtime: MakeRuntime
     await rt.apply(act(ActionKind.CREATE, gina))
     await rt.apply(act(ActionKind.START, gina))
     pid = await running_pid(rt, "gina")
-    await wait_for((paths.agent_state_dir("gina") / "stubborn").exists)
+    await until((paths.agent_state_dir("gina") / "stubborn").exists, "gina to ignore SIGTERM")
     tree = descendants(pid)
     await rt.apply(act(ActionKind.STOP, "gina"))
     assert not any(is_alive(m.proc) for m in tree)
@@ -324,7 +323,9 @@ async def test_missing_bwrap_refuses_unless_unsafe(paths: Paths, make_runtime: M
     await unsafe.apply(act(ActionKind.START, hank))
     obs = (await unsafe.observe())["hank"]
     assert obs.phase == "running" and obs.details["Sandbox"] == "none"
-    status = await wait_for(lambda: read_json(paths.agent_state_dir("hank") / "status.json"))
+    status = await until(
+        lambda: read_json(paths.agent_state_dir("hank") / "status.json"), "hank's status.json"
+    )
     assert status["turns"] == 0
     await unsafe.apply(act(ActionKind.STOP, "hank"))
     assert (await unsafe.observe())["hank"].phase == "stopped"
