@@ -228,7 +228,10 @@ class LiveHive:
         """What a service manager does on restart; returns c0re's exit status."""
         assert self.c0re is not None
         os.killpg(self.c0re.pid, signal.SIGTERM)
-        code = await asyncio.to_thread(self.c0re.wait, 20)
+        try:
+            code = await asyncio.to_thread(self.c0re.wait, 20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("hive-c0re did not exit on SIGTERM\n" + self.logs()) from None
         self.c0re = None
         return code
 
