@@ -251,5 +251,6 @@ class ProxyFleet:
         await proxy.aclose()
 
     async def close(self) -> None:
-        for name in list(self.open):
-            await self._close(name)
+        """Every listener at once: each may take its graceful-shutdown time, and
+        c0re's SIGTERM must not wait for them one after another."""
+        await asyncio.gather(*(self._close(name) for name in list(self.open)))
