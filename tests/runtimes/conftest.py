@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from hyperhive.paths import Paths
-from hyperhive.reconciler.runtimes.base import Action, ActionKind, RuntimeOptions
+from hyperhive.reconciler.runtimes.base import RuntimeOptions
 from hyperhive.reconciler.runtimes.process import ProcessRuntime
 from tests.conftest import require_tool
 
 from . import agents
+from .support import stop_everything
 
 MakeRuntime = Callable[..., ProcessRuntime]
 
@@ -46,7 +47,4 @@ async def make_runtime(paths: Paths, bwrap: str) -> AsyncIterator[MakeRuntime]:
         return rt
 
     yield make
-    for rt in made:
-        for name in await rt.observe():
-            await rt.apply(Action(ActionKind.STOP, name))
-        await rt.close()
+    await stop_everything(made)

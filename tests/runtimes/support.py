@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hyperhive.names import preferred_web_port
-from hyperhive.reconciler.runtimes.base import Action, ActionKind, Desired, Role
+from hyperhive.reconciler.runtimes.base import Action, ActionKind, Desired, Role, Runtime
 
 
 def desired(
@@ -41,3 +42,11 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+async def stop_everything(runtimes: Sequence[Runtime]) -> None:
+    """Fixture teardown: stop every agent each runtime knows, then close it."""
+    for rt in runtimes:
+        for name in await rt.observe():
+            await rt.apply(Action(ActionKind.STOP, name))
+        await rt.close()

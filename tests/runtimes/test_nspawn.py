@@ -19,7 +19,7 @@ from tests.conftest import require_tool
 from tests.polling import until
 
 from . import agents
-from .support import act, desired, read_json
+from .support import act, desired, read_json, stop_everything
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 MakeNspawn = Callable[..., NspawnRuntime]
@@ -39,10 +39,7 @@ async def make_nspawn(paths: Paths) -> AsyncIterator[MakeNspawn]:
         return rt
 
     yield make
-    for rt in made:
-        for name in await rt.observe():
-            await rt.apply(act(ActionKind.STOP, name))
-        await rt.close()
+    await stop_everything(made)
 
 
 async def test_nspawn_lifecycle_adoption_and_exit_event(
