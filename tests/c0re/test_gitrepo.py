@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pygit2
@@ -12,15 +11,7 @@ from hyperhive.errors import NotFound
 from hyperhive.reconciler import gitrepo
 from hyperhive.reconciler.desired import default_manager_yaml
 from tests.c0re.desired_repo import agent_yaml
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=op", "-c", "user.email=op@x", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+from tests.c0re.live_hive import git
 
 
 def repos(tmp_path: Path) -> tuple[Path, Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pygit2
 import pytest
@@ -11,15 +10,6 @@ import pytest
 from hyperhive.errors import Conflict
 from hyperhive.reconciler.approvals import Refused
 from tests.dashboard.repos import Hive, agent_yaml
-
-
-@pytest.fixture
-def hive(tmp_path: Path) -> Hive:
-    h = Hive(tmp_path)
-    h.operator_commit({"alice/agent.yaml": agent_yaml("alice")})
-    h.merge()
-    return h
-
 
 # Each row: (what, the manager's change in proposed) -> accepted.
 ACCEPTED: list[tuple[str, dict[str, bytes | None]]] = [

@@ -22,14 +22,6 @@ from tests.dashboard.repos import Hive, agent_yaml
 
 
 @pytest.fixture
-def hive(tmp_path: Path) -> Hive:
-    h = Hive(tmp_path)
-    h.operator_commit({"alice/agent.yaml": agent_yaml("alice")})
-    h.merge()
-    return h
-
-
-@pytest.fixture
 def auth(tmp_path: Path) -> OperatorAuth:
     return OperatorAuth.load(Paths.from_home(tmp_path).operator_token, None, "127.0.0.1")
 
